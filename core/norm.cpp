@@ -1,0 +1,270 @@
+#include "core/norm.h"
+
+#include <algorithm>
+#include <cctype>
+#include <limits>
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+
+namespace bb {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// [N, d]: one row per sample.
+torch::Tensor flat(const torch::Tensor& v) {
+  return v.reshape({v.size(0), -1});
+}
+
+// The radius as a [N, 1] column with the given options.
+torch::Tensor radius_column(
+    const torch::Tensor& radius,
+    int64_t n,
+    const torch::TensorOptions& options) {
+  torch::Tensor r = radius.to(options);
+  if (r.dim() == 0) {
+    r = r.expand({n});
+  }
+  BB_ASSERT(
+      r.dim() == 1 && r.size(0) == n,
+      "radius must have shape [{}], has {} dims",
+      n,
+      r.dim());
+  return r.reshape({n, 1});
+}
+
+// Offset d = y - center of the projection of w = z - center onto
+// {||d||_2 <= r} ∩ [l, u] (l <= 0 <= u). The KKT conditions give
+// d = clip(t w, l, u) with t in [0, 1]; ||clip(t w, l, u)|| grows with t and
+// coordinate i saturates at t_i = bound_i / w_i. After sorting the t_i, the
+// squared norm at each breakpoint is known in closed form, the segment that
+// holds r is found by counting, and t solves a quadratic on that segment.
+torch::Tensor project_l2_offset(
+    const torch::Tensor& w,
+    const torch::Tensor& l,
+    const torch::Tensor& u,
+    const torch::Tensor& r) {
+  const int64_t n = w.size(0);
+  auto zeros = torch::zeros_like(w);
+  auto bound = torch::where(w > 0, u, torch::where(w < 0, l, zeros));
+  auto breakpoint = torch::where(w != 0, bound / w, torch::full_like(w, kInf));
+  auto sorted = breakpoint.sort(/*dim=*/1);
+  auto tau = std::get<0>(sorted);
+  auto order = std::get<1>(sorted);
+  auto w2 = w.square().gather(1, order);
+  auto b2 = bound.square().gather(1, order);
+  auto saturated_b2 = b2.cumsum(1);  // sum over i <= k of b_i^2
+  auto suffix_w2 = w2.flip(1).cumsum(1).flip(1);  // sum over i >= k of w_i^2
+  auto tail_w2 = torch::cat(  // sum over i > k of w_i^2, exactly 0 at the end
+      {suffix_w2.narrow(1, 1, suffix_w2.size(1) - 1), zeros.narrow(1, 0, 1)},
+      1);
+  auto at_breakpoint = saturated_b2 +
+      torch::where(tail_w2 > 0, tau.square() * tail_w2, zeros);
+  auto r2 = r.square();
+  auto saturated = (at_breakpoint < r2).sum(1, /*keepdim=*/true);
+  auto column0 = torch::zeros({n, 1}, w.options());
+  auto b2_before = torch::cat({column0, saturated_b2}, 1).gather(1, saturated);
+  auto w2_after = torch::cat({suffix_w2.narrow(1, 0, 1), tail_w2}, 1)
+                      .gather(1, saturated);
+  auto t = torch::where(
+                w2_after > 0,
+                ((r2 - b2_before) / w2_after).clamp_min(0).sqrt(),
+                torch::ones_like(w2_after))
+               .clamp_max(1.0);
+  return torch::min(torch::max(t * w, l), u);
+}
+
+// Offset of the projection onto {||d||_1 <= r} ∩ [l, u]. The KKT conditions
+// give d_i = sign(w_i) clamp(|w_i| - lambda, 0, c_i), c_i the room in the
+// direction of w_i. G(lambda) = ||d(lambda)||_1 is piecewise linear and
+// non-increasing, with slope -1 per coordinate for lambda in
+// [|w_i| - c_i, |w_i|]. Sorting those events gives G at every event by
+// cumulative sums; lambda is interpolated on the segment where G crosses r.
+torch::Tensor project_l1_offset(
+    const torch::Tensor& w,
+    const torch::Tensor& l,
+    const torch::Tensor& u,
+    const torch::Tensor& r) {
+  const int64_t n = w.size(0);
+  const int64_t d = w.size(1);
+  auto a = w.abs();
+  auto room = torch::where(w > 0, u, -l);
+  auto g0 = torch::min(a, room).sum(1, /*keepdim=*/true);
+  auto column0 = torch::zeros({n, 1}, w.options());
+  auto position = torch::cat({column0, (a - room).clamp_min(0), a}, 1);
+  auto delta = torch::cat(
+      {column0, torch::full({n, d}, -1.0, w.options()),
+       torch::full({n, d}, 1.0, w.options())},
+      1);
+  auto sorted = position.sort(/*dim=*/1);
+  auto pos = std::get<0>(sorted);
+  auto slope = delta.gather(1, std::get<1>(sorted)).cumsum(1);
+  auto segment = pos.narrow(1, 1, 2 * d) - pos.narrow(1, 0, 2 * d);
+  auto g_at = g0 + torch::cat(
+                       {column0, (slope.narrow(1, 0, 2 * d) * segment).cumsum(1)},
+                       1);
+  auto above = (g_at > r).sum(1, /*keepdim=*/true);
+  auto k = (above - 1).clamp_min(0);
+  auto lambda = pos.gather(1, k) +
+      (g_at.gather(1, k) - r) / (-slope.gather(1, k)).clamp_min(1.0);
+  lambda = torch::where(above > 0, lambda, column0);
+  return torch::min((a - lambda).clamp_min(0), room) * w.sign();
+}
+
+}  // namespace
+
+Norm parse_norm(const std::string& text, const std::string& what) {
+  std::string key = text;
+  std::transform(key.begin(), key.end(), key.begin(), [](unsigned char ch) {
+    return static_cast<char>(std::tolower(ch));
+  });
+  if (key == "1" || key == "l1") {
+    return Norm::L1;
+  }
+  if (key == "2" || key == "l2") {
+    return Norm::L2;
+  }
+  if (key == "inf" || key == "linf") {
+    return Norm::Linf;
+  }
+  throw Error(fmt::format(
+      "{}: unknown norm '{}' (valid: 1, 2, inf, or l1, l2, linf)", what, text));
+}
+
+std::string norm_name(Norm p) {
+  switch (p) {
+    case Norm::L1:
+      return "L1";
+    case Norm::L2:
+      return "L2";
+    case Norm::Linf:
+      return "Linf";
+  }
+  BB_ASSERT(false, "unhandled norm {}", static_cast<int>(p));
+}
+
+Norm dual(Norm p) {
+  switch (p) {
+    case Norm::L1:
+      return Norm::Linf;
+    case Norm::L2:
+      return Norm::L2;
+    case Norm::Linf:
+      return Norm::L1;
+  }
+  BB_ASSERT(false, "unhandled norm {}", static_cast<int>(p));
+}
+
+std::vector<Norm> all_norms() {
+  return {Norm::L1, Norm::L2, Norm::Linf};
+}
+
+torch::Tensor lp_norm(const torch::Tensor& v, Norm p) {
+  auto f = flat(v);
+  switch (p) {
+    case Norm::L1:
+      return f.abs().sum(1);
+    case Norm::L2:
+      return f.norm(2, {1});
+    case Norm::Linf:
+      return f.abs().amax(1);
+  }
+  BB_ASSERT(false, "unhandled norm {}", static_cast<int>(p));
+}
+
+torch::Tensor steepest_direction(const torch::Tensor& g, Norm p) {
+  auto f = flat(g);
+  switch (p) {
+    case Norm::Linf:
+      return g.sign();
+    case Norm::L2: {
+      auto length = f.norm(2, {1}, /*keepdim=*/true);
+      return torch::where(length > 0, f / length, torch::zeros_like(f))
+          .view_as(g);
+    }
+    case Norm::L1: {
+      auto index = f.abs().argmax(1, /*keepdim=*/true);
+      return torch::zeros_like(f)
+          .scatter_(1, index, f.gather(1, index).sign())
+          .view_as(g);
+    }
+  }
+  BB_ASSERT(false, "unhandled norm {}", static_cast<int>(p));
+}
+
+torch::Tensor project_ball_box(
+    const torch::Tensor& center,
+    const torch::Tensor& z,
+    const torch::Tensor& radius,
+    Norm p,
+    Box box) {
+  BB_ASSERT(
+      center.sizes() == z.sizes(),
+      "center and z differ in shape: {} vs {}",
+      center.sizes(),
+      z.sizes());
+  const int64_t n = z.size(0);
+  auto options = z.options().dtype(torch::kFloat64);
+  auto x0 = flat(center).to(options);
+  auto w = flat(z).to(options) - x0;
+  auto l = box.lo - x0;
+  auto u = box.hi - x0;
+  auto r = radius_column(radius, n, options);
+  torch::Tensor offset;
+  switch (p) {
+    case Norm::Linf:
+      offset = torch::max(torch::min(w, torch::min(u, r)), torch::max(l, -r));
+      break;
+    case Norm::L2:
+      offset = project_l2_offset(w, l, u, r);
+      break;
+    case Norm::L1:
+      offset = project_l1_offset(w, l, u, r);
+      break;
+  }
+  return (x0 + offset).clamp(box.lo, box.hi).to(z.scalar_type()).view_as(z);
+}
+
+torch::Tensor sample_ball(
+    const torch::Tensor& center,
+    const torch::Tensor& radius,
+    Norm p,
+    int64_t draws) {
+  const int64_t n = center.size(0);
+  const int64_t d = center.numel() / std::max<int64_t>(n, 1);
+  auto options = center.options();
+  auto r = radius_column(radius, n, options).reshape({n, 1, 1});
+  torch::Tensor unit;  // [N, draws, d], uniform in the unit ball
+  switch (p) {
+    case Norm::Linf:
+      unit = torch::rand({n, draws, d}, options) * 2 - 1;
+      break;
+    case Norm::L2: {
+      auto gauss = torch::randn({n, draws, d}, options);
+      auto direction = gauss / gauss.norm(2, {2}, /*keepdim=*/true);
+      auto length = torch::rand({n, draws, 1}, options).pow(1.0 / d);
+      unit = direction * length;
+      break;
+    }
+    case Norm::L1: {
+      // d + 1 exponential spacings normalised by their sum: the first d are
+      // uniform on the simplex {y >= 0, sum y <= 1}; random signs make the
+      // point uniform in the cross-polytope.
+      auto spacing = torch::empty({n, draws, d + 1}, options).exponential_();
+      auto simplex =
+          spacing.narrow(2, 0, d) / spacing.sum(2, /*keepdim=*/true);
+      auto sign = torch::randint(0, 2, {n, draws, d}, options) * 2 - 1;
+      unit = simplex * sign;
+      break;
+    }
+  }
+  std::vector<int64_t> shape{n, draws};
+  for (int64_t i = 1; i < center.dim(); ++i) {
+    shape.push_back(center.size(i));
+  }
+  return (flat(center).unsqueeze(1) + r * unit).reshape(shape);
+}
+
+}  // namespace bb

@@ -1,0 +1,63 @@
+// The l_p norm policy: everything in which L1, L2 and Linf differ lives here,
+// so that attacks and bounds are written once for all three norms.
+//
+// All tensor functions are batched: the first dimension is the batch, every
+// other dimension is flattened into one vector per sample. They run on the
+// device of their arguments and never synchronise with the host.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace bb {
+
+enum class Norm { L1, L2, Linf };
+
+// The input domain D = [lo, hi]^d (pixel space: [0, 1]).
+struct Box {
+  double lo = 0.0;
+  double hi = 1.0;
+};
+
+// Accepts "1", "2", "inf" and "l1", "l2", "linf" (any case). Anything else is
+// a bb::Error that names `what` (the option or field) and lists the valid names.
+Norm parse_norm(const std::string& text, const std::string& what = "--norm");
+// "L1", "L2", "Linf": used in method names and result rows.
+std::string norm_name(Norm p);
+// The dual norm q with 1/p + 1/q = 1.
+Norm dual(Norm p);
+std::vector<Norm> all_norms();
+
+// ||v_n||_p for each sample n: shape [N].
+torch::Tensor lp_norm(const torch::Tensor& v, Norm p);
+
+// The steepest-ascent direction: for each sample a v with ||v||_p = 1 that
+// maximises <g, v>, so that <g, v> = ||g||_q (Hölder's equality). Zero where
+// g is zero. L1: the signed unit vector at the largest-magnitude coordinate;
+// L2: g / ||g||_2; Linf: sign(g).
+torch::Tensor steepest_direction(const torch::Tensor& g, Norm p);
+
+// The Euclidean projection of z onto B_p(center, radius) ∩ box, exact for all
+// three norms (closed form after one sort for L1 and L2). `radius` has shape
+// [N] (or is a scalar tensor), may be +inf (then the region is the box), and
+// `center` must lie in the box. Computed in float64, returned in z's dtype.
+torch::Tensor project_ball_box(
+    const torch::Tensor& center,
+    const torch::Tensor& z,
+    const torch::Tensor& radius,
+    Norm p,
+    Box box);
+
+// `draws` points uniformly distributed in B_p(center, radius) for each sample,
+// shape [N, draws, ...]. Linf: uniform in the cube; L2: Gaussian direction and
+// radius R * U^(1/d); L1: exact (normalised exponential spacings with random
+// signs), no rejection. `radius` must be finite. Uses torch's global generator.
+torch::Tensor sample_ball(
+    const torch::Tensor& center,
+    const torch::Tensor& radius,
+    Norm p,
+    int64_t draws);
+
+}  // namespace bb

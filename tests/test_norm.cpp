@@ -1,0 +1,184 @@
+// The norm policy: Hölder's equality for the steepest direction, exactness of
+// the ball ∩ box projection against brute force, and the distribution of
+// uniform samples in l_p balls.
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "core/norm.h"
+#include "tests/helpers.h"
+
+namespace bb {
+namespace {
+
+class NormTest : public ::testing::TestWithParam<Norm> {};
+
+std::string norm_param_name(const ::testing::TestParamInfo<Norm>& info) {
+  return norm_name(info.param);
+}
+
+TEST(NormNames, ParseDualAndReject) {
+  EXPECT_EQ(parse_norm("1"), Norm::L1);
+  EXPECT_EQ(parse_norm("L2"), Norm::L2);
+  EXPECT_EQ(parse_norm("inf"), Norm::Linf);
+  EXPECT_EQ(parse_norm("linf"), Norm::Linf);
+  EXPECT_EQ(dual(Norm::L1), Norm::Linf);
+  EXPECT_EQ(dual(Norm::L2), Norm::L2);
+  EXPECT_EQ(dual(Norm::Linf), Norm::L1);
+  testing::expect_error([] { parse_norm("3", "--norm"); }, {"--norm", "'3'", "1, 2, inf"});
+  testing::expect_error([] { parse_norm("", "norms[2]"); }, {"norms[2]"});
+}
+
+TEST_P(NormTest, LpNormMatchesDefinition) {
+  auto v = torch::tensor({{3.0, -4.0, 0.0}, {0.0, 0.0, -2.0}}, torch::kFloat64);
+  auto n = lp_norm(v, GetParam());
+  const std::vector<std::vector<double>> expected{
+      {7.0, 2.0}, {5.0, 2.0}, {4.0, 2.0}};
+  EXPECT_DOUBLE_EQ(n[0].item<double>(), expected[static_cast<int>(GetParam())][0]);
+  EXPECT_DOUBLE_EQ(n[1].item<double>(), expected[static_cast<int>(GetParam())][1]);
+}
+
+TEST_P(NormTest, SteepestDirectionReachesHoelderEquality) {
+  const Norm p = GetParam();
+  torch::manual_seed(1);
+  auto g = torch::randn({6, 3, 4, 4}, torch::kFloat64);
+  g[2].zero_();  // a zero gradient gives the zero direction
+  auto v = steepest_direction(g, p);
+  ASSERT_EQ(v.sizes(), g.sizes());
+  auto inner = (g * v).reshape({6, -1}).sum(1);
+  auto dual_norm = lp_norm(g, dual(p));
+  EXPECT_TRUE(torch::allclose(inner, dual_norm, 1e-12, 1e-12));
+  auto length = lp_norm(v, p);
+  for (int64_t n = 0; n < 6; ++n) {
+    EXPECT_NEAR(length[n].item<double>(), n == 2 ? 0.0 : 1.0, 1e-12) << "sample " << n;
+  }
+  // No other unit vector does better: random unit directions stay below.
+  auto others = torch::randn({200, 3, 4, 4}, torch::kFloat64);
+  others = others / lp_norm(others, p).view({200, 1, 1, 1});
+  auto their_inner = (others * g[0].unsqueeze(0)).reshape({200, -1}).sum(1);
+  EXPECT_LE(their_inner.max().item<double>(), dual_norm[0].item<double>() + 1e-12);
+}
+
+// Brute force: the closest feasible point of a dense grid over the box.
+double grid_best_distance(
+    const torch::Tensor& center,
+    const torch::Tensor& z,
+    double radius,
+    Norm p,
+    int64_t per_axis) {
+  const int64_t d = center.numel();
+  auto axis = torch::linspace(0, 1, per_axis, torch::kFloat64);
+  std::vector<torch::Tensor> axes(d, axis);
+  auto mesh = torch::meshgrid(axes, "ij");
+  std::vector<torch::Tensor> columns;
+  for (auto& m : mesh) {
+    columns.push_back(m.reshape({-1}));
+  }
+  auto points = torch::stack(columns, 1);  // [G, d]
+  auto feasible = lp_norm(points - center.view({1, d}), p) <= radius;
+  auto distance = (points - z.view({1, d})).norm(2, {1});
+  return distance.masked_select(feasible).min().item<double>();
+}
+
+TEST_P(NormTest, ProjectionIsFeasibleIdempotentAndOptimal) {
+  const Norm p = GetParam();
+  torch::manual_seed(7);
+  const Box box{0.0, 1.0};
+  for (int64_t d : {2, 3}) {
+    const int64_t cases = d == 2 ? 24 : 6;
+    const int64_t per_axis = d == 2 ? 401 : 81;
+    auto center = torch::rand({cases, d}, torch::kFloat64);
+    auto z = torch::rand({cases, d}, torch::kFloat64) * 2.4 - 0.7;  // often outside the box
+    auto radius = torch::rand({cases}, torch::kFloat64) * 0.6 + 0.05;
+    auto y = project_ball_box(center, z, radius, p, box);
+    auto again = project_ball_box(center, y, radius, p, box);
+    EXPECT_TRUE(torch::allclose(y, again, 1e-9, 1e-9)) << "not idempotent, d=" << d;
+    auto inside_box = ((y >= 0) & (y <= 1)).all().item<bool>();
+    EXPECT_TRUE(inside_box);
+    auto distance = lp_norm(y - center, p);
+    EXPECT_TRUE((distance <= radius * (1 + 1e-9) + 1e-12).all().item<bool>());
+    const double spacing = 1.0 / static_cast<double>(per_axis - 1);
+    for (int64_t n = 0; n < cases; ++n) {
+      const double mine = (y[n] - z[n]).norm().item<double>();
+      const double best = grid_best_distance(center[n], z[n], radius[n].item<double>(), p, per_axis);
+      EXPECT_LE(mine, best + 1e-9) << "a grid point beats the projection, d=" << d << " case " << n;
+      EXPECT_GE(mine, best - std::sqrt(static_cast<double>(d)) * spacing)
+          << "projection closer than any feasible grid point?";
+    }
+  }
+}
+
+TEST_P(NormTest, ProjectionWithInfiniteRadiusClipsToBox) {
+  auto center = torch::full({2, 4}, 0.5, torch::kFloat32);
+  auto z = torch::tensor({{-1.0, 0.3, 2.0, 0.9}, {0.1, 0.2, 0.3, 1.5}}, torch::kFloat32);
+  auto radius = torch::full({2}, std::numeric_limits<double>::infinity());
+  auto y = project_ball_box(center, z, radius, GetParam(), Box{0, 1});
+  EXPECT_TRUE(torch::equal(y, z.clamp(0, 1)));
+  EXPECT_EQ(y.scalar_type(), torch::kFloat32);
+}
+
+TEST(NormProjection, ExactWhereBallThenClipIsNot) {
+  // Center at the box corner's edge: projecting onto the L2 ball and then
+  // clipping to the box is feasible but not the nearest point.
+  auto center = torch::tensor({{0.9, 0.5}}, torch::kFloat64);
+  auto z = torch::tensor({{2.0, 1.5}}, torch::kFloat64);
+  auto radius = torch::tensor({0.5}, torch::kFloat64);
+  auto y = project_ball_box(center, z, radius, Norm::L2, Box{0, 1});
+  // The exact answer: x1 is clipped at 1, and x2 takes the rest of the radius.
+  const double x2 = 0.5 + std::sqrt(0.25 - 0.01);
+  EXPECT_NEAR(y[0][0].item<double>(), 1.0, 1e-12);
+  EXPECT_NEAR(y[0][1].item<double>(), x2, 1e-12);
+  auto naive = (center + (z - center) * 0.5 / (z - center).norm()).clamp(0, 1);
+  EXPECT_LT((y - z).norm().item<double>(), (naive - z).norm().item<double>() - 1e-3);
+}
+
+// Kolmogorov-Smirnov statistic of samples against the uniform law on [0, 1].
+double ks_uniform(torch::Tensor u) {
+  u = std::get<0>(u.flatten().to(torch::kFloat64).sort());
+  const int64_t n = u.numel();
+  auto rank = torch::arange(1, n + 1, torch::kFloat64) / n;
+  auto below = torch::arange(0, n, torch::kFloat64) / n;
+  return std::max((rank - u).max().item<double>(), (u - below).max().item<double>());
+}
+
+TEST_P(NormTest, SamplesAreUniformInTheBall) {
+  const Norm p = GetParam();
+  torch::manual_seed(11);
+  const int64_t d = 5;
+  const int64_t draws = 4000;
+  auto center = torch::tensor({{0.2, -0.1, 0.4, 0.0, 1.0}}, torch::kFloat64).view({1, d});
+  const double radius = 2.0;
+  auto points = sample_ball(center, torch::tensor({radius}, torch::kFloat64), p, draws);
+  ASSERT_EQ(points.sizes(), (std::vector<int64_t>{1, draws, d}));
+  auto offset = (points[0] - center).view({draws, d});
+  auto r = lp_norm(offset, p) / radius;
+  EXPECT_LE(r.max().item<double>(), 1.0 + 1e-12) << "a sample left the ball";
+  // Critical value of the KS statistic at level 0.01.
+  const double critical = 1.63 / std::sqrt(static_cast<double>(draws));
+  if (p == Norm::Linf) {
+    // Each coordinate uniform on [-R, R].
+    EXPECT_LT(ks_uniform((offset.select(1, 0) / radius + 1) / 2), critical);
+    EXPECT_LT(ks_uniform((offset.select(1, 4) / radius + 1) / 2), critical);
+  } else {
+    // The radius of a uniform point in a d-ball has P(r <= t R) = t^d.
+    EXPECT_LT(ks_uniform(r.pow(d)), critical);
+  }
+  if (p == Norm::L1) {
+    // One coordinate of a uniform point in the L1 ball: |y_1| / R ~ Beta(1, d),
+    // with CDF 1 - (1 - t)^d.
+    auto t = offset.select(1, 0).abs() / radius;
+    EXPECT_LT(ks_uniform(1 - (1 - t).pow(d)), critical);
+    // Signs balanced.
+    EXPECT_NEAR((offset > 0).to(torch::kFloat64).mean().item<double>(), 0.5, 0.02);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Norms,
+    NormTest,
+    ::testing::Values(Norm::L1, Norm::L2, Norm::Linf),
+    norm_param_name);
+
+}  // namespace
+}  // namespace bb
