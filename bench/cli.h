@@ -20,5 +20,7 @@ bool parse(
     const std::string& usage);
 
 int run_data(const Args& args);
+int run_train(const Args& args);
+int run_attack(const Args& args);
 
 }  // namespace bb::cli

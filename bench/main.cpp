@@ -21,6 +21,10 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table{
       {"data", "load a data set split and print its shape and class counts",
        bb::cli::run_data},
+      {"train", "train a zoo architecture and write its checkpoint and metadata",
+       bb::cli::run_train},
+      {"attack", "run one attack on test images: success rate, distortion, cost",
+       bb::cli::run_attack},
   };
   return table;
 }

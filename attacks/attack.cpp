@@ -1,0 +1,191 @@
+#include "attacks/attack.h"
+
+#include <torch/torch.h>
+
+#include "attacks/budget_search.h"
+#include "attacks/deepfool.h"
+#include "attacks/pgd.h"
+#include "core/error.h"
+#include "core/runtime.h"
+
+namespace bb {
+namespace {
+
+torch::Tensor per_sample_view(const torch::Tensor& mask, const torch::Tensor& like) {
+  std::vector<int64_t> shape(like.dim(), 1);
+  shape[0] = mask.size(0);
+  return mask.view(shape);
+}
+
+torch::Tensor epsilon_column(const torch::Tensor& epsilon, const torch::Tensor& x) {
+  auto eps = epsilon.to(x.options());
+  return eps.dim() == 0 ? eps.expand({x.size(0)}) : eps;
+}
+
+// Clips to D, re-checks misclassification and measures the distance.
+AttackResult finish(
+    const Classifier& model,
+    const torch::Tensor& x,
+    const torch::Tensor& x_adv,
+    const torch::Tensor& c,
+    Norm p) {
+  const Box box = model.spec().domain;
+  auto clipped = x_adv.detach().clamp(box.lo, box.hi);
+  AttackResult result;
+  result.success = model.predict(clipped) != c;
+  result.x_adv = torch::where(per_sample_view(result.success, x), clipped, x);
+  auto distance = lp_norm((result.x_adv - x).to(torch::kFloat64), p);
+  result.distance = torch::where(
+      result.success, distance, torch::full_like(distance, std::numeric_limits<double>::quiet_NaN()));
+  return result;
+}
+
+}  // namespace
+
+void check_attack_inputs(const Classifier& model, const torch::Tensor& x) {
+  model.check_input(x, "attack inputs");
+  const Box box = model.spec().domain;
+  if (x.numel() == 0) {
+    return;
+  }
+  const double lowest = x.min().item<double>();
+  const double highest = x.max().item<double>();
+  BB_CHECK(
+      lowest >= box.lo && highest <= box.hi,
+      "attack inputs: values in [{}, {}] lie outside the domain D = [{}, {}]",
+      lowest,
+      highest,
+      box.lo,
+      box.hi);
+}
+
+void check_epsilon(const torch::Tensor& epsilon) {
+  BB_CHECK(epsilon.defined() && epsilon.numel() > 0, "epsilon: no budget given");
+  auto eps = epsilon.to(torch::kFloat64);
+  const double lowest = eps.min().item<double>();
+  BB_CHECK(
+      torch::isfinite(eps).all().item<bool>() && lowest > 0,
+      "epsilon: budgets must be positive and finite, got {}",
+      eps.numel() == 1 ? fmt::format("{}", eps.item<double>())
+                       : fmt::format("values down to {}", lowest));
+}
+
+AttackResult FixedBudgetAttack::run(
+    const Classifier& model,
+    const torch::Tensor& x,
+    const torch::Tensor& c,
+    const torch::Tensor& epsilon) const {
+  check_attack_inputs(model, x);
+  check_epsilon(epsilon);
+  BB_CHECK(
+      epsilon.dim() == 0 || (epsilon.dim() == 1 && epsilon.size(0) == x.size(0)),
+      "epsilon: expected one budget or {}, got {}",
+      x.size(0),
+      epsilon.numel());
+  return run_validated(model, x, c, epsilon);
+}
+
+AttackResult FixedBudgetAttack::run_validated(
+    const Classifier& model,
+    const torch::Tensor& x,
+    const torch::Tensor& c,
+    const torch::Tensor& epsilon) const {
+  Stopwatch watch(model.device());
+  auto eps = epsilon_column(epsilon, x);
+  auto gradients = torch::zeros({x.size(0)}, c.options().dtype(torch::kInt64));
+  auto candidate = perturb(model, x, c, eps, gradients);
+  // Back into the budget (the step may have left it) and into D.
+  candidate = project_ball_box(x, candidate.detach(), eps, norm_, model.spec().domain);
+  AttackResult result = finish(model, x, candidate, c, norm_);
+  result.gradients = gradients;
+  result.seconds = watch.seconds();
+  return result;
+}
+
+AttackResult MinimalAttack::run(
+    const Classifier& model,
+    const torch::Tensor& x,
+    const torch::Tensor& c) const {
+  check_attack_inputs(model, x);
+  Stopwatch watch(model.device());
+  auto gradients = torch::zeros({x.size(0)}, c.options().dtype(torch::kInt64));
+  auto candidate = search(model, x, c, gradients);
+  const Box box = model.spec().domain;
+  candidate = candidate.detach().clamp(box.lo, box.hi);
+  auto success = model.predict(candidate) != c;
+  candidate = refine_to_boundary(model, x, candidate, c, success, refine_.steps);
+  AttackResult result = finish(model, x, candidate, c, norm_);
+  result.gradients = gradients;
+  result.seconds = watch.seconds();
+  return result;
+}
+
+std::string MinimalAttack::refine_suffix() const {
+  return fmt::format("+refine({})", refine_.steps);
+}
+
+torch::Tensor refine_to_boundary(
+    const Classifier& model,
+    const torch::Tensor& x,
+    const torch::Tensor& x_adv,
+    const torch::Tensor& c,
+    const torch::Tensor& success,
+    int steps) {
+  // Invariant: x + hi (x_adv - x) is misclassified; x + lo (x_adv - x) is the
+  // clean side. Samples that failed keep hi = 1 and are returned unchanged.
+  auto options = x.options();
+  auto lo = torch::zeros({x.size(0)}, options);
+  auto hi = torch::ones({x.size(0)}, options);
+  auto direction = x_adv - x;
+  for (int i = 0; i < steps; ++i) {
+    auto mid = (lo + hi) / 2;
+    auto probe = x + per_sample_view(mid, x) * direction;
+    auto adversarial = (model.predict(probe) != c) & success;
+    hi = torch::where(adversarial, mid, hi);
+    lo = torch::where(adversarial | ~success, lo, mid);
+  }
+  return x + per_sample_view(hi, x) * direction;
+}
+
+std::vector<std::string> attack_names() {
+  return {"fgsm", "pgd", "deepfool"};
+}
+
+std::vector<std::string> fixed_budget_attack_names() {
+  return {"fgsm", "pgd"};
+}
+
+std::unique_ptr<FixedBudgetAttack> make_fixed_budget_attack(
+    const std::string& name,
+    Norm p,
+    const AttackOptions& options) {
+  if (name == "fgsm") {
+    return std::make_unique<Pgd>(Pgd::fgsm(p));
+  }
+  if (name == "pgd") {
+    return std::make_unique<Pgd>(p, options.pgd);
+  }
+  throw Error(fmt::format(
+      "--attack: '{}' is not a fixed-budget attack (valid: {})",
+      name,
+      fmt::join(fixed_budget_attack_names(), ", ")));
+}
+
+std::unique_ptr<MinimalAttack> make_attack(
+    const std::string& name,
+    Norm p,
+    const AttackOptions& options) {
+  if (name == "deepfool") {
+    return std::make_unique<DeepFool>(p, options.deepfool, options.refine);
+  }
+  const auto fixed = fixed_budget_attack_names();
+  BB_CHECK(
+      std::find(fixed.begin(), fixed.end(), name) != fixed.end(),
+      "--attack: unknown attack '{}' (valid: {})",
+      name,
+      fmt::join(attack_names(), ", "));
+  return std::make_unique<BudgetSearch>(
+      make_fixed_budget_attack(name, p, options), options.search, options.refine);
+}
+
+}  // namespace bb

@@ -1,0 +1,160 @@
+// Attacks: upper bounds on the minimal adversarial distortion rho_p(x).
+//
+// Two kinds, after Foolbox. A fixed-budget attack (FGSM, PGD) looks for an
+// adversarial example inside B_p(x, epsilon) ∩ D; a minimal-distortion attack
+// (DeepFool, or any fixed-budget attack wrapped in BudgetSearch) looks for the
+// closest one. The base classes own everything but the step: validation,
+// clipping to D, the misclassification re-check, boundary refinement, counting
+// gradient evaluations and timing. Every attack runs for p in {1, 2, inf},
+// batched over samples, on the classifier's device.
+//
+// "Misclassified" means argmax f(x_adv) != c with c = argmax f(x), the
+// predicted class at the clean input (DESIGN.md's rho_p).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "core/classifier.h"
+#include "core/norm.h"
+
+namespace bb {
+
+// One gradient evaluation = one backward pass for one sample and one class
+// margin: a PGD step costs 1, a DeepFool iteration with k candidate classes k.
+struct AttackResult {
+  torch::Tensor success;    // bool [N]: x_adv re-checked to be misclassified
+  torch::Tensor x_adv;      // [N, ...] in D (the clean x where it failed)
+  torch::Tensor distance;   // float64 [N]: ||x_adv - x||_p; NaN where it failed
+  torch::Tensor gradients;  // int64 [N]: gradient evaluations spent on each sample
+  double seconds = 0;       // wall time for the batch (device synchronised)
+};
+
+// Validation shared by all attacks: inputs inside D and of the model's shape.
+void check_attack_inputs(const Classifier& model, const torch::Tensor& x);
+// A budget must be positive and finite: [N] or a scalar tensor.
+void check_epsilon(const torch::Tensor& epsilon);
+
+class FixedBudgetAttack {
+ public:
+  virtual ~FixedBudgetAttack() = default;
+  // Name with every hyper-parameter: "pgd-L2(steps=40,rel_step=0.025,random_start=1)".
+  virtual std::string name() const = 0;
+  Norm norm() const { return norm_; }
+
+  // An example in B_p(x, epsilon) ∩ D misclassified away from c, per sample;
+  // epsilon is [N] or a scalar. Validates its inputs.
+  AttackResult run(
+      const Classifier& model,
+      const torch::Tensor& x,
+      const torch::Tensor& c,
+      const torch::Tensor& epsilon) const;
+
+ protected:
+  explicit FixedBudgetAttack(Norm p) : norm_(p) {}
+  // The attack's own work: candidate examples (projected, clipped and
+  // re-checked by the caller), adding the gradient evaluations to `gradients`.
+  virtual torch::Tensor perturb(
+      const Classifier& model,
+      const torch::Tensor& x,
+      const torch::Tensor& c,
+      const torch::Tensor& epsilon,
+      torch::Tensor& gradients) const = 0;
+
+ private:
+  friend class BudgetSearch;
+  AttackResult run_validated(
+      const Classifier& model,
+      const torch::Tensor& x,
+      const torch::Tensor& c,
+      const torch::Tensor& epsilon) const;
+
+  Norm norm_;
+};
+
+// Bisection on the segment from x to each adversarial example: the closest
+// point still misclassified, so that overshoot does not inflate distances.
+struct RefineOptions {
+  int steps = 20;  // halvings of the segment
+};
+
+class MinimalAttack {
+ public:
+  virtual ~MinimalAttack() = default;
+  virtual std::string name() const = 0;
+  Norm norm() const { return norm_; }
+
+  // The closest adversarial example it finds for each sample, clipped to D,
+  // re-checked and refined towards the boundary. Validates its inputs.
+  AttackResult run(const Classifier& model, const torch::Tensor& x, const torch::Tensor& c) const;
+
+ protected:
+  MinimalAttack(Norm p, RefineOptions refine) : norm_(p), refine_(refine) {}
+  // Candidate examples (clipped, re-checked and refined by the caller).
+  virtual torch::Tensor search(
+      const Classifier& model,
+      const torch::Tensor& x,
+      const torch::Tensor& c,
+      torch::Tensor& gradients) const = 0;
+  std::string refine_suffix() const;
+
+ private:
+  Norm norm_;
+  RefineOptions refine_;
+};
+
+// Moves each successful x_adv towards x along the segment while it stays
+// misclassified (bisection, `steps` halvings). Returns the refined examples.
+torch::Tensor refine_to_boundary(
+    const Classifier& model,
+    const torch::Tensor& x,
+    const torch::Tensor& x_adv,
+    const torch::Tensor& c,
+    const torch::Tensor& success,
+    int steps);
+
+// Options of every attack in the registry, with documented defaults.
+struct PgdOptions {
+  int steps = 40;
+  // Step size relative to epsilon; <= 0 picks the norm's default
+  // (Linf 0.01/0.3, L2 and L1 0.025, as in Foolbox).
+  double rel_stepsize = 0;
+  bool random_start = true;
+};
+
+struct DeepFoolOptions {
+  double overshoot = 0.02;
+  int max_iterations = 50;
+  int candidates = 0;  // classes considered: 0 = all, else the top-k logits at x
+};
+
+struct SearchOptions {
+  double initial_epsilon = 0;  // <= 0: the norm's default (Linf 0.03, L2 0.5, L1 5)
+  int max_doublings = 12;      // capped at the diameter of D in the norm
+  int bisection_steps = 20;
+};
+
+struct AttackOptions {
+  PgdOptions pgd;
+  DeepFoolOptions deepfool;
+  SearchOptions search;
+  RefineOptions refine;
+};
+
+// The registry, used by the command line, the sweeps, the benchmarks and the
+// tests alike. Unknown names are a bb::Error listing every valid one.
+std::vector<std::string> attack_names();              // minimal-distortion: fgsm, pgd, deepfool
+std::vector<std::string> fixed_budget_attack_names();  // fgsm, pgd
+std::unique_ptr<MinimalAttack> make_attack(
+    const std::string& name,
+    Norm p,
+    const AttackOptions& options = {});
+std::unique_ptr<FixedBudgetAttack> make_fixed_budget_attack(
+    const std::string& name,
+    Norm p,
+    const AttackOptions& options = {});
+
+}  // namespace bb

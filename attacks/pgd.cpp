@@ -1,0 +1,90 @@
+#include "attacks/pgd.h"
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+
+namespace bb {
+namespace {
+
+double default_rel_stepsize(Norm p) {
+  return p == Norm::Linf ? 0.01 / 0.3 : 0.025;
+}
+
+torch::Tensor per_sample_view(const torch::Tensor& v, const torch::Tensor& like) {
+  std::vector<int64_t> shape(like.dim(), 1);
+  shape[0] = v.size(0);
+  return v.view(shape);
+}
+
+}  // namespace
+
+torch::Tensor feasible_ascent(const torch::Tensor& grad, const torch::Tensor& z, Box box) {
+  auto movable = torch::where(grad > 0, z < box.hi, z > box.lo);
+  return grad * movable;
+}
+
+Pgd::Pgd(Norm p, PgdOptions options) : Pgd(p, options, "pgd") {}
+
+Pgd::Pgd(Norm p, PgdOptions options, std::string family)
+    : FixedBudgetAttack(p), options_(options), family_(std::move(family)) {
+  if (options_.rel_stepsize <= 0) {
+    options_.rel_stepsize = default_rel_stepsize(p);
+  }
+  BB_CHECK(options_.steps >= 1, "pgd: steps must be >= 1, got {}", options_.steps);
+}
+
+Pgd Pgd::fgsm(Norm p) {
+  PgdOptions options;
+  options.steps = 1;
+  options.rel_stepsize = 1.0;
+  options.random_start = false;
+  return Pgd(p, options, "fgsm");
+}
+
+std::string Pgd::name() const {
+  if (family_ == "fgsm") {
+    return fmt::format("fgsm-{}", norm_name(norm()));
+  }
+  return fmt::format(
+      "pgd-{}(steps={},rel_step={:g},random_start={})",
+      norm_name(norm()),
+      options_.steps,
+      options_.rel_stepsize,
+      options_.random_start ? 1 : 0);
+}
+
+torch::Tensor Pgd::perturb(
+    const Classifier& model,
+    const torch::Tensor& x,
+    const torch::Tensor& c,
+    const torch::Tensor& epsilon,
+    torch::Tensor& gradients) const {
+  const Box box = model.spec().domain;
+  const Norm p = norm();
+  auto step = per_sample_view(epsilon * options_.rel_stepsize, x);
+  auto z = x.detach();
+  if (options_.random_start) {
+    z = sample_ball(x, epsilon, p, /*draws=*/1).select(1, 0).clamp(box.lo, box.hi);
+  }
+  auto first_success = x.detach().clone();
+  auto found = torch::zeros({x.size(0)}, c.options().dtype(torch::kBool));
+  auto column = c.view({-1, 1});
+  for (int t = 0; t < options_.steps; ++t) {
+    auto zg = z.detach().requires_grad_(true);
+    auto logits = model.logits_with_grad(zg);
+    auto own = logits.gather(1, column).squeeze(1);
+    auto others = logits.scatter(1, column, -std::numeric_limits<float>::infinity());
+    auto loss = others.amax(1) - own;  // > 0 exactly when misclassified
+    auto grad = torch::autograd::grad({loss.sum()}, {zg})[0];
+    auto success = (loss.detach() > 0) & ~found;
+    first_success = torch::where(per_sample_view(success, x), z, first_success);
+    found = found | success;
+    auto direction = steepest_direction(feasible_ascent(grad, z, box), p);
+    z = project_ball_box(x, z + step * direction, epsilon, p, box);
+  }
+  gradients += options_.steps;
+  return torch::where(per_sample_view(found, x), first_success, z);
+}
+
+}  // namespace bb
