@@ -11,12 +11,6 @@
 namespace bb {
 namespace {
 
-torch::Tensor per_sample_view(const torch::Tensor& mask, const torch::Tensor& like) {
-  std::vector<int64_t> shape(like.dim(), 1);
-  shape[0] = mask.size(0);
-  return mask.view(shape);
-}
-
 torch::Tensor epsilon_column(const torch::Tensor& epsilon, const torch::Tensor& x) {
   auto eps = epsilon.to(x.options());
   return eps.dim() == 0 ? eps.expand({x.size(0)}) : eps;
@@ -33,7 +27,7 @@ AttackResult finish(
   auto clipped = x_adv.detach().clamp(box.lo, box.hi);
   AttackResult result;
   result.success = model.predict(clipped) != c;
-  result.x_adv = torch::where(per_sample_view(result.success, x), clipped, x);
+  result.x_adv = torch::where(per_sample(result.success, x), clipped, x);
   auto distance = lp_norm((result.x_adv - x).to(torch::kFloat64), p);
   result.distance = torch::where(
       result.success, distance, torch::full_like(distance, std::numeric_limits<double>::quiet_NaN()));
@@ -139,12 +133,12 @@ torch::Tensor refine_to_boundary(
   auto direction = x_adv - x;
   for (int i = 0; i < steps; ++i) {
     auto mid = (lo + hi) / 2;
-    auto probe = x + per_sample_view(mid, x) * direction;
+    auto probe = x + per_sample(mid, x) * direction;
     auto adversarial = (model.predict(probe) != c) & success;
     hi = torch::where(adversarial, mid, hi);
     lo = torch::where(adversarial | ~success, lo, mid);
   }
-  return x + per_sample_view(hi, x) * direction;
+  return x + per_sample(hi, x) * direction;
 }
 
 std::vector<std::string> attack_names() {

@@ -11,12 +11,6 @@ double default_rel_stepsize(Norm p) {
   return p == Norm::Linf ? 0.01 / 0.3 : 0.025;
 }
 
-torch::Tensor per_sample_view(const torch::Tensor& v, const torch::Tensor& like) {
-  std::vector<int64_t> shape(like.dim(), 1);
-  shape[0] = v.size(0);
-  return v.view(shape);
-}
-
 }  // namespace
 
 torch::Tensor feasible_ascent(const torch::Tensor& grad, const torch::Tensor& z, Box box) {
@@ -62,7 +56,7 @@ torch::Tensor Pgd::perturb(
     torch::Tensor& gradients) const {
   const Box box = model.spec().domain;
   const Norm p = norm();
-  auto step = per_sample_view(epsilon * options_.rel_stepsize, x);
+  auto step = per_sample(epsilon * options_.rel_stepsize, x);
   auto z = x.detach();
   if (options_.random_start) {
     z = sample_ball(x, epsilon, p, /*draws=*/1).select(1, 0).clamp(box.lo, box.hi);
@@ -78,13 +72,13 @@ torch::Tensor Pgd::perturb(
     auto loss = others.amax(1) - own;  // > 0 exactly when misclassified
     auto grad = torch::autograd::grad({loss.sum()}, {zg})[0];
     auto success = (loss.detach() > 0) & ~found;
-    first_success = torch::where(per_sample_view(success, x), z, first_success);
+    first_success = torch::where(per_sample(success, x), z, first_success);
     found = found | success;
     auto direction = steepest_direction(feasible_ascent(grad, z, box), p);
     z = project_ball_box(x, z + step * direction, epsilon, p, box);
   }
   gradients += options_.steps;
-  return torch::where(per_sample_view(found, x), first_success, z);
+  return torch::where(per_sample(found, x), first_success, z);
 }
 
 }  // namespace bb

@@ -10,6 +10,7 @@
 #include "attacks/attack.h"
 #include "bench/cli.h"
 #include "core/error.h"
+#include "core/io.h"
 #include "core/runtime.h"
 #include "datasets/dataset.h"
 #include "models/zoo.h"
@@ -121,31 +122,26 @@ int run_attack(const Args& args) {
       seconds / static_cast<double>(samples),
       seconds);
   if (!out.empty()) {
-    const std::string temporary = out + ".tmp";
-    {
-      std::ofstream file(temporary);
-      BB_CHECK(file.good(), "{}: cannot open for writing", temporary);
-      for (int64_t i = 0; i < samples; ++i) {
-        const bool ok = success[i].item<bool>();
-        nlohmann::json row{
-            {"sample", i},
-            {"label", labels[i].item<int64_t>()},
-            {"predicted", pred[i].item<int64_t>()},
-            {"model", model.source},
-            {"method", method},
-            {"norm", norm_name(p)},
-            {"success", ok},
-            {"distance", ok ? nlohmann::json(distance[i].item<double>()) : nlohmann::json()},
-            {"gradients", gradients[i].item<int64_t>()},
-        };
-        if (fixed) {
-          row["epsilon"] = epsilon;
-        }
-        file << row.dump() << "\n";
+    std::string lines;
+    for (int64_t i = 0; i < samples; ++i) {
+      const bool ok = success[i].item<bool>();
+      nlohmann::json row{
+          {"sample", i},
+          {"label", labels[i].item<int64_t>()},
+          {"predicted", pred[i].item<int64_t>()},
+          {"model", model.source},
+          {"method", method},
+          {"norm", norm_name(p)},
+          {"success", ok},
+          {"distance", ok ? nlohmann::json(distance[i].item<double>()) : nlohmann::json()},
+          {"gradients", gradients[i].item<int64_t>()},
+      };
+      if (fixed) {
+        row["epsilon"] = epsilon;
       }
-      BB_CHECK(file.good(), "{}: write error", temporary);
+      lines += row.dump() + "\n";
     }
-    std::filesystem::rename(temporary, out);
+    write_atomically(out, lines);
   }
   return 0;
 }

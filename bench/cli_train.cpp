@@ -8,6 +8,7 @@
 
 #include "bench/cli.h"
 #include "core/error.h"
+#include "core/io.h"
 #include "core/runtime.h"
 #include "core/sha256.h"
 #include "datasets/dataset.h"
@@ -16,21 +17,6 @@
 #include "models/zoo.h"
 
 namespace bb::cli {
-namespace {
-
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary);
-    BB_CHECK(out.good(), "{}: cannot open for writing", temporary);
-    out << text;
-    BB_CHECK(out.good(), "{}: write error", temporary);
-  }
-  std::filesystem::rename(temporary, path);
-}
-
-}  // namespace
-
 int run_train(const Args& args) {
   namespace po = boost::program_options;
   std::string model_name;

@@ -174,6 +174,12 @@ torch::Tensor lp_norm(const torch::Tensor& v, Norm p) {
   BB_ASSERT(false, "unhandled norm {}", static_cast<int>(p));
 }
 
+torch::Tensor per_sample(const torch::Tensor& v, const torch::Tensor& like) {
+  std::vector<int64_t> shape(like.dim(), 1);
+  shape[0] = v.size(0);
+  return v.view(shape);
+}
+
 torch::Tensor steepest_direction(const torch::Tensor& g, Norm p) {
   auto f = flat(g);
   switch (p) {

@@ -33,6 +33,9 @@ std::vector<Norm> all_norms();
 // ||v_n||_p for each sample n: shape [N].
 torch::Tensor lp_norm(const torch::Tensor& v, Norm p);
 
+// v of shape [N] viewed as [N, 1, ..., 1] to broadcast against `like` [N, ...].
+torch::Tensor per_sample(const torch::Tensor& v, const torch::Tensor& like);
+
 // The steepest-ascent direction: for each sample a v with ||v||_p = 1 that
 // maximises <g, v>, so that <g, v> = ||g||_q (Hölder's equality). Zero where
 // g is zero. L1: the signed unit vector at the largest-magnitude coordinate;

@@ -12,12 +12,6 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // [N, 1, ..., 1] so that it broadcasts against a [N, ...] tensor.
-torch::Tensor per_sample_view(const torch::Tensor& r, const torch::Tensor& like) {
-  std::vector<int64_t> shape(like.dim(), 1);
-  shape[0] = r.size(0);
-  return r.view(shape);
-}
-
 }  // namespace
 
 Region::Region(torch::Tensor center, torch::Tensor radius, Norm p, Box box)
@@ -69,7 +63,7 @@ torch::Tensor Region::sample(int64_t draws) const {
 }
 
 std::pair<torch::Tensor, torch::Tensor> Region::interval_hull() const {
-  auto r = per_sample_view(radius_, center_);
+  auto r = per_sample(radius_, center_);
   return {(center_ - r).clamp_min(box_.lo), (center_ + r).clamp_max(box_.hi)};
 }
 

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/io.h"
 #include "core/sha256.h"
 #include "datasets/dataset.h"
 #include "models/architectures.h"
@@ -82,15 +83,7 @@ void update_manifest(const std::string& zoo_dir, const nlohmann::json& entry) {
   std::sort(models.begin(), models.end(), [](const auto& a, const auto& b) {
     return a.value("name", "") < b.value("name", "");
   });
-  const std::string path = manifest_path(zoo_dir);
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary);
-    BB_CHECK(out.good(), "{}: cannot open for writing", temporary);
-    out << manifest.dump(2) << "\n";
-    BB_CHECK(out.good(), "{}: write error", temporary);
-  }
-  std::filesystem::rename(temporary, path);
+  write_atomically(manifest_path(zoo_dir), manifest.dump(2) + "\n");
 }
 
 torch::nn::Sequential load_checkpoint(const std::string& architecture_name, const std::string& path) {

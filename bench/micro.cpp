@@ -1,0 +1,186 @@
+// Micro-benchmarks (Google Benchmark 1.7.1): the cost of attack steps as a
+// ratio to the physical limit on the same batch, one forward plus backward
+// pass of the model. Each iteration times the step and, paired with it, the
+// baseline, so the ratio stays meaningful on a loaded machine.
+//
+//   build/boundbench_micro [--models a,b] [--batch 100] [--device cpu]
+//                          [--benchmark_out=results/micro.json --benchmark_out_format=json]
+#include <iostream>
+#include <sstream>
+
+#include <benchmark/benchmark.h>
+#include <boost/program_options.hpp>
+#include <torch/torch.h>
+
+#include "attacks/deepfool.h"
+#include "attacks/pgd.h"
+#include "core/error.h"
+#include "core/runtime.h"
+#include "models/zoo.h"
+
+namespace {
+
+// The protected steps, exposed for timing.
+class TimedPgd : public bb::Pgd {
+ public:
+  using bb::Pgd::Pgd;
+  using bb::Pgd::perturb;
+};
+
+class TimedDeepFool : public bb::DeepFool {
+ public:
+  using bb::DeepFool::DeepFool;
+  using bb::DeepFool::search;
+};
+
+struct Setup {
+  std::shared_ptr<bb::Model> model;
+  torch::Tensor x;
+  torch::Tensor c;
+};
+
+Setup make_setup(const std::string& name, int64_t batch, torch::Device device) {
+  Setup s;
+  s.model = std::make_shared<bb::Model>(bb::load_model(name, "", device));
+  std::vector<int64_t> shape{batch};
+  const auto& input = s.model->classifier.spec().shape;
+  shape.insert(shape.end(), input.begin(), input.end());
+  torch::manual_seed(0);
+  s.x = torch::rand(shape, torch::TensorOptions().device(device));
+  s.c = s.model->classifier.predict(s.x);
+  return s;
+}
+
+// One forward and backward pass of the margin loss: the baseline.
+double forward_backward(const Setup& s) {
+  bb::Stopwatch watch(s.model->classifier.device());
+  auto z = s.x.detach().requires_grad_(true);
+  auto logits = s.model->classifier.logits_with_grad(z);
+  auto own = logits.gather(1, s.c.view({-1, 1}));
+  auto grad = torch::autograd::grad({(logits - own).sum()}, {z})[0];
+  benchmark::DoNotOptimize(grad.data_ptr());
+  return watch.seconds();
+}
+
+void bm_forward_backward(benchmark::State& state, Setup s) {
+  for (auto _ : state) {
+    state.SetIterationTime(forward_backward(s));
+  }
+  state.SetItemsProcessed(state.iterations() * s.x.size(0));
+}
+
+void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
+  bb::PgdOptions options;
+  options.steps = 1;
+  options.random_start = false;
+  TimedPgd pgd(p, options);
+  auto eps = torch::full({s.x.size(0)}, p == bb::Norm::Linf ? 0.03 : p == bb::Norm::L2 ? 0.5 : 5.0,
+                         s.x.options());
+  double step = 0;
+  double baseline = 0;
+  for (auto _ : state) {
+    baseline += forward_backward(s);
+    bb::Stopwatch watch(s.model->classifier.device());
+    auto gradients = torch::zeros({s.x.size(0)}, s.c.options());
+    auto z = pgd.perturb(s.model->classifier, s.x, s.c, eps, gradients);
+    benchmark::DoNotOptimize(z.data_ptr());
+    const double t = watch.seconds();
+    step += t;
+    state.SetIterationTime(t);
+  }
+  state.counters["ratio_to_fwd_bwd"] = step / baseline;
+}
+
+void bm_deepfool_iteration(benchmark::State& state, Setup s, bb::Norm p) {
+  bb::DeepFoolOptions options;
+  options.max_iterations = 1;
+  TimedDeepFool deepfool(p, options, bb::RefineOptions{});
+  const int64_t k = s.model->classifier.num_classes();
+  auto targets = torch::arange(k, s.c.options()).expand({s.x.size(0), k});
+  double iteration = 0;
+  double baseline = 0;
+  double k_gradients = 0;
+  for (auto _ : state) {
+    baseline += forward_backward(s);
+    bb::Stopwatch batched(s.model->classifier.device());
+    auto mg = s.model->classifier.margin_gradients(s.x, s.c, targets.narrow(1, 0, k - 1));
+    benchmark::DoNotOptimize(mg.grads.data_ptr());
+    k_gradients += batched.seconds();
+    bb::Stopwatch watch(s.model->classifier.device());
+    auto gradients = torch::zeros({s.x.size(0)}, s.c.options());
+    auto z = deepfool.search(s.model->classifier, s.x, s.c, gradients);
+    benchmark::DoNotOptimize(z.data_ptr());
+    const double t = watch.seconds();
+    iteration += t;
+    state.SetIterationTime(t);
+  }
+  state.counters["ratio_to_fwd_bwd"] = iteration / baseline;
+  state.counters["ratio_to_k_gradients"] = iteration / k_gradients;
+  state.counters["k_gradients_to_fwd_bwd"] = k_gradients / baseline;
+}
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, ',');) {
+    if (!part.empty()) {
+      parts.push_back(part);
+    }
+  }
+  return parts;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  namespace po = boost::program_options;
+  std::string models_text;
+  std::string device_name;
+  int64_t batch = 0;
+  po::options_description options("boundbench_micro (plus the --benchmark_* flags)");
+  options.add_options()
+      ("models", po::value(&models_text)->default_value("mnist-mlp-relu,mnist-cnn-relu,cifar10-cnn-relu"),
+       "zoo models, comma-separated")
+      ("batch", po::value(&batch)->default_value(100), "images per batch")
+      ("device", po::value(&device_name)->default_value("cpu"), "cpu, cuda or cuda:N")
+      ("help,h", "print this help");
+  try {
+    po::variables_map values;
+    po::store(po::parse_command_line(argc, argv, options), values);
+    if (values.count("help")) {
+      std::cout << options << "\n";
+      return 0;
+    }
+    po::notify(values);
+    BB_CHECK(batch > 0, "--batch: must be positive, got {}", batch);
+    bb::configure_threads();
+    const torch::Device device = bb::parse_device(device_name);
+    benchmark::AddCustomContext("device", device.str());
+    benchmark::AddCustomContext("libtorch", bb::torch_version());
+    benchmark::AddCustomContext("threads", std::to_string(at::get_num_threads()));
+    benchmark::AddCustomContext("batch", std::to_string(batch));
+    for (const auto& name : split(models_text)) {
+      Setup s = make_setup(name, batch, device);
+      auto reg = [&](const std::string& label, auto fn, auto... extra) {
+        benchmark::RegisterBenchmark(label.c_str(), fn, s, extra...)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+      };
+      reg(fmt::format("fwd_bwd/{}/batch:{}", name, batch), bm_forward_backward);
+      for (bb::Norm p : bb::all_norms()) {
+        reg(fmt::format("pgd_step/{}/{}/batch:{}", name, bb::norm_name(p), batch), bm_pgd_step, p);
+      }
+      for (bb::Norm p : bb::all_norms()) {
+        reg(fmt::format("deepfool_iteration/{}/{}/batch:{}", name, bb::norm_name(p), batch),
+            bm_deepfool_iteration, p);
+      }
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "boundbench_micro: " << e.what() << "\n";
+    return 2;
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

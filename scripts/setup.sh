@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One-command set-up, safe to run again (fast when everything is in place):
+#   1. the system packages (Debian/Ubuntu, through apt),
+#   2. the build (CMake + Ninja into build/, ccache and a precompiled header),
+#   3. the data sets (datasets/fetch.sh, checksums verified) into the cache.
+# usage: scripts/setup.sh [--no-data]
+#   BOUNDBENCH_BUILD_DIR   build folder (default: build)
+#   CMAKE_PREFIX_PATH      another LibTorch (e.g. a CUDA build) instead of Debian's
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BOUNDBENCH_BUILD_DIR:-$root/build}
+fetch_data=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-data) fetch_data=0 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (valid: --no-data, --help)" >&2; exit 2 ;;
+  esac
+done
+
+# 1. System packages. OpenBLAS replaces Debian's reference BLAS behind
+# LibTorch (about 4x faster linear layers); python3-torch exports the
+# TorchScript test models; dataset-fashion-mnist is the third data set.
+packages=(
+  build-essential cmake ninja-build ccache git curl ca-certificates
+  libtorch-dev libopenblas0-pthread python3-torch
+  libboost-program-options-dev libfmt-dev nlohmann-json3-dev libpng-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  dataset-fashion-mnist
+)
+command -v npm > /dev/null 2>&1 || packages+=(npm)
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2> /dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if ! command -v apt-get > /dev/null 2>&1; then
+    echo "setup.sh: not a Debian/Ubuntu system; install these yourself: ${missing[*]}" >&2
+    exit 2
+  fi
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+  fi
+  echo "setup.sh: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+fi
+
+# 2. The build.
+if [ ! -f "$build/build.ninja" ]; then
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
+fi
+cmake --build "$build" -j "$(nproc)"
+
+# 3. The data.
+if [ "$fetch_data" -eq 1 ]; then
+  "$root/datasets/fetch.sh" mnist fashion-mnist cifar10
+fi
