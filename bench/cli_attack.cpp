@@ -11,6 +11,7 @@
 #include "bench/cli.h"
 #include "core/error.h"
 #include "core/io.h"
+#include "core/progress.h"
 #include "core/runtime.h"
 #include "datasets/dataset.h"
 #include "models/zoo.h"
@@ -77,6 +78,7 @@ int run_attack(const Args& args) {
 
   std::vector<AttackResult> results;
   std::vector<torch::Tensor> predicted;
+  Progress progress(method, samples);
   for (int64_t start = 0; start < samples; start += batch) {
     auto x = data.images.slice(0, start, std::min(samples, start + batch)).to(device);
     auto c = model.classifier.predict(x);
@@ -84,7 +86,9 @@ int run_attack(const Args& args) {
     results.push_back(
         fixed ? fixed_attack->run(model.classifier, x, c, torch::tensor(epsilon))
               : minimal_attack->run(model.classifier, x, c));
+    progress.advance(x.size(0));
   }
+  progress.finish();
   auto cat = [&](auto field) {
     std::vector<torch::Tensor> parts;
     for (const auto& r : results) {

@@ -45,7 +45,7 @@ torch::Tensor steepest_direction(const torch::Tensor& g, Norm p);
 // The Euclidean projection of z onto B_p(center, radius) ∩ box, exact for all
 // three norms (closed form after one sort for L1 and L2). `radius` has shape
 // [N] (or is a scalar tensor), may be +inf (then the region is the box), and
-// `center` must lie in the box. Computed in float64, returned in z's dtype.
+// `center` must lie in the box. Computed in z's precision (float64 or float32).
 torch::Tensor project_ball_box(
     const torch::Tensor& center,
     const torch::Tensor& z,

@@ -147,3 +147,28 @@ TEST(Classifier, RejectsWrongShapesAndNonFiniteLogits) {
 
 }  // namespace
 }  // namespace bb
+
+namespace bb {
+namespace {
+
+// The CUDA path against the CPU path, when this LibTorch sees a GPU.
+TEST(Classifier, CudaMatchesCpu) {
+  if (!torch::cuda::is_available()) {
+    GTEST_SKIP() << "no CUDA device visible to this LibTorch";
+  }
+  auto cpu = tiny_classifier();
+  torch::manual_seed(5);
+  TinyNet net;
+  net->to(torch::kFloat64);
+  auto gpu = Classifier::from_module(net, InputSpec{{3, 2, 2}, 5, Box{0, 1}}, torch::kCUDA, "tiny");
+  auto x = torch::rand({7, 3, 2, 2}, torch::kFloat64);
+  auto c = cpu.predict(x);
+  auto on_cpu = cpu.margin_gradients(x, c);
+  auto on_gpu = gpu.margin_gradients(x.cuda(), c.cuda());
+  EXPECT_TRUE(torch::allclose(on_gpu.grads.cpu(), on_cpu.grads, 1e-10, 1e-12));
+  auto y = project_ball_box(x.cuda(), (x * 3 - 1).cuda(), torch::full({7}, 0.3).cuda(), Norm::L1, Box{0, 1});
+  EXPECT_TRUE(torch::allclose(y.cpu(), project_ball_box(x, x * 3 - 1, torch::full({7}, 0.3), Norm::L1, Box{0, 1}), 1e-10, 1e-12));
+}
+
+}  // namespace
+}  // namespace bb

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Markdown table of the micro-benchmarks' cost ratios.
+
+usage: scripts/perf_table.py results/micro.json
+
+Reads Google Benchmark's JSON output of build/boundbench_micro and prints, per
+model, the time of one forward+backward pass of the batch and the cost of one
+PGD step and one DeepFool iteration as ratios to it (DeepFool also as a ratio
+to its k class gradients computed in one batched backward).
+"""
+import json
+import sys
+
+
+def main(path):
+    with open(path) as f:
+        report = json.load(f)
+    rows = {}
+    for bench in report["benchmarks"]:
+        kind, model, *rest = bench["run_name"].split("/")
+        row = rows.setdefault(model, {})
+        if kind == "fwd_bwd":
+            row["fwd_bwd_ms"] = bench["real_time"]
+        elif kind == "pgd_step":
+            row[f"pgd_{rest[0]}"] = bench["ratio_to_fwd_bwd"]
+        elif kind == "deepfool_iteration":
+            row[f"df_{rest[0]}"] = bench["ratio_to_k_gradients"]
+            row[f"dfk_{rest[0]}"] = bench["k_gradients_to_fwd_bwd"]
+    context = report["context"]
+    print(f"Batch {context.get('batch', '?')}, device {context.get('device', '?')}, "
+          f"{context.get('threads', '?')} threads, LibTorch {context.get('libtorch', '?')}.\n")
+    print("| model | fwd+bwd (ms) | PGD step / fwd+bwd: L1, L2, Linf "
+          "| DeepFool iteration / its k gradients: L1, L2, Linf | k gradients / fwd+bwd |")
+    print("|---|---|---|---|---|")
+    for model, row in rows.items():
+        pgd = ", ".join(f"{row.get('pgd_' + n, float('nan')):.2f}" for n in ("L1", "L2", "Linf"))
+        df = ", ".join(f"{row.get('df_' + n, float('nan')):.2f}" for n in ("L1", "L2", "Linf"))
+        print(f"| {model} | {row.get('fwd_bwd_ms', float('nan')):.1f} | {pgd} | {df} "
+              f"| {row.get('dfk_L2', float('nan')):.1f} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__.strip().splitlines()[2])
+    main(sys.argv[1])
