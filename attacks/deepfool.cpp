@@ -40,7 +40,6 @@ torch::Tensor DeepFool::search(
     torch::Tensor& gradients) const {
   const Box box = model.spec().domain;
   const Norm p = norm();
-  const int64_t n = x.size(0);
   const int64_t k = model.num_classes();
   // Candidate classes j != c: all of them, or those with the largest logits at x.
   const int64_t m = options_.candidates == 0 ? k - 1 : std::min<int64_t>(options_.candidates, k) - 1;
