@@ -82,14 +82,12 @@ torch::Tensor BudgetSearch::search(
   auto exhausted = torch::zeros({n}, options.dtype(torch::kBool));
   auto best = x.detach().clone();
   auto best_distance = torch::full({n}, kInf, options);
-  std::vector<int64_t> view(x.dim(), 1);
-  view[0] = n;
   const int rounds = options_.max_doublings + 1 + options_.bisection_steps;
   for (int round = 0; round < rounds; ++round) {
     AttackResult r = attack_->run_validated(model, x, c, eps.to(x.scalar_type()));
     gradients += r.gradients;
     auto closer = r.success & (r.distance < best_distance);
-    best = torch::where(closer.view(view), r.x_adv, best);
+    best = torch::where(per_sample(closer, x), r.x_adv, best);
     best_distance = torch::where(closer, r.distance, best_distance);
     auto searching = torch::isinf(hi);  // still doubling
     bisections += (~searching & ~exhausted).to(torch::kInt64);

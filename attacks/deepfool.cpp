@@ -49,7 +49,6 @@ torch::Tensor DeepFool::search(
 
   auto total = torch::zeros_like(x);  // accumulated perturbation
   auto z = x.detach().clone();
-  std::vector<int64_t> view(x.dim(), 1);
   for (int it = 0; it < options_.max_iterations; ++it) {
     // One host sync per iteration: work only on samples still classified c.
     auto active = (model.predict(z) == c).nonzero().squeeze(1);
@@ -69,8 +68,7 @@ torch::Tensor DeepFool::search(
     auto nearest = distance.argmin(1);  // [na]
     auto w = grads.index({torch::arange(na, nearest.options()), nearest});  // [na, ...]
     auto step_length = distance.gather(1, nearest.view({-1, 1})).squeeze(1);
-    view[0] = na;
-    auto delta = -step_length.view(view) * steepest_direction(w, p);
+    auto delta = -per_sample(step_length, w) * steepest_direction(w, p);
     total.index_add_(0, active, delta.to(total.scalar_type()));
     auto moved = (x.index_select(0, active) + (1 + options_.overshoot) * total.index_select(0, active))
                      .clamp(box.lo, box.hi);
