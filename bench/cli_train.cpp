@@ -105,6 +105,9 @@ int run_train(const Args& args) {
       {"libtorch", torch_version()},
       {"sha256", sha256_file(checkpoint)},
   };
+  if (arch.activation == Activation::Softplus) {
+    entry["softplus_beta"] = arch.softplus_beta;
+  }
   auto metadata = std::filesystem::path(checkpoint).replace_extension(".json").string();
   write_atomically(metadata, entry.dump(2) + "\n");
   if (values.count("manifest")) {

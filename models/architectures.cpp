@@ -31,6 +31,7 @@ Architecture make(
     arch.batch_size = 128;
     arch.learning_rate = 0.1;
     arch.augment = true;
+    arch.softplus_beta = activation == Activation::Softplus ? 10.0 : 1.0;
   } else {
     arch.epochs = family == "mlp" ? 12 : 8;
     arch.batch_size = 128;
@@ -39,11 +40,11 @@ Architecture make(
   return arch;
 }
 
-void add_activation(torch::nn::Sequential& net, Activation activation) {
-  if (activation == Activation::ReLU) {
+void add_activation(torch::nn::Sequential& net, const Architecture& arch) {
+  if (arch.activation == Activation::ReLU) {
     net->push_back(torch::nn::ReLU());
   } else {
-    net->push_back(torch::nn::Softplus());
+    net->push_back(torch::nn::Softplus(torch::nn::SoftplusOptions().beta(arch.softplus_beta)));
   }
 }
 
@@ -63,7 +64,7 @@ void add_conv(
   if (bn) {
     net->push_back(torch::nn::BatchNorm2d(out));
   }
-  add_activation(net, arch.activation);
+  add_activation(net, arch);
 }
 
 }  // namespace
@@ -111,9 +112,9 @@ torch::nn::Sequential build_network(const Architecture& arch, bool for_training)
     const int64_t inputs = channels * info.shape[1] * info.shape[2];
     net->push_back(torch::nn::Flatten());
     net->push_back(torch::nn::Linear(inputs, 512));
-    add_activation(net, arch.activation);
+    add_activation(net, arch);
     net->push_back(torch::nn::Linear(512, 512));
-    add_activation(net, arch.activation);
+    add_activation(net, arch);
     net->push_back(torch::nn::Linear(512, classes));
   } else if (arch.dataset != "cifar10") {
     // 28x28 -> 14x14 -> 7x7 by strided convolutions (no pooling, so the
@@ -122,7 +123,7 @@ torch::nn::Sequential build_network(const Architecture& arch, bool for_training)
     add_conv(net, arch, for_training, 32, 64, 5, 2, 2);
     net->push_back(torch::nn::Flatten());
     net->push_back(torch::nn::Linear(64 * 7 * 7, 256));
-    add_activation(net, arch.activation);
+    add_activation(net, arch);
     net->push_back(torch::nn::Linear(256, classes));
   } else {
     // 32x32 -> 16 -> 8 -> 4, about 0.96 M parameters.
@@ -134,7 +135,7 @@ torch::nn::Sequential build_network(const Architecture& arch, bool for_training)
     add_conv(net, arch, for_training, 128, 128, 4, 2, 1);
     net->push_back(torch::nn::Flatten());
     net->push_back(torch::nn::Linear(128 * 4 * 4, 256));
-    add_activation(net, arch.activation);
+    add_activation(net, arch);
     net->push_back(torch::nn::Linear(256, classes));
   }
   return net;

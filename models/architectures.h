@@ -18,6 +18,10 @@ struct Architecture {
   std::string dataset;   // whose input shape and classes it takes
   std::string family;    // "mlp" or "cnn"
   Activation activation;
+  // Softplus sharpness: log(1 + exp(beta x)) / beta. The CIFAR-10 network
+  // uses beta 10 (after batch norm, pre-activations are of order 1, and at
+  // beta 1 it trained 4 points below its ReLU twin); the MNIST ones use 1.
+  double softplus_beta = 1.0;
   std::vector<double> mean;    // per-channel input normalisation
   std::vector<double> stddev;
   bool batch_norm = false;     // trained with batch norm, folded for evaluation

@@ -52,7 +52,7 @@ torch::Tensor Layer::forward(const torch::Tensor& x) const {
     case LayerKind::ReLU:
       return torch::relu(x);
     case LayerKind::Softplus:
-      return F::softplus(x);
+      return F::softplus(x, F::SoftplusFuncOptions().beta(beta));
     case LayerKind::Tanh:
       return torch::tanh(x);
   }
@@ -69,6 +69,8 @@ std::string Layer::describe() const {
           weight.size(3), stride[0], padding[0]);
     case LayerKind::ChannelAffine:
       return fmt::format("ChannelAffine({})", weight.numel());
+    case LayerKind::Softplus:
+      return beta == 1.0 ? "Softplus" : fmt::format("Softplus(beta {})", beta);
     default:
       return layer_kind_name(kind);
   }
@@ -120,11 +122,14 @@ LayerList layers_of(const torch::nn::Sequential& network) {
     } else if (std::dynamic_pointer_cast<torch::nn::ReLUImpl>(module)) {
       layers.push_back({LayerKind::ReLU, {}, {}});
     } else if (auto m = std::dynamic_pointer_cast<torch::nn::SoftplusImpl>(module)) {
-      if (m->options.beta() != 1.0 || m->options.threshold() != 20.0) {
-        unsupported.push_back(fmt::format("{}: Softplus with beta != 1", i));
+      const double beta = m->options.beta();
+      if (!(beta > 0) || m->options.threshold() != 20.0) {
+        unsupported.push_back(fmt::format("{}: Softplus with beta <= 0 or threshold != 20", i));
         continue;
       }
-      layers.push_back({LayerKind::Softplus, {}, {}});
+      Layer layer{LayerKind::Softplus, {}, {}};
+      layer.beta = beta;
+      layers.push_back(layer);
     } else if (std::dynamic_pointer_cast<torch::nn::TanhImpl>(module)) {
       layers.push_back({LayerKind::Tanh, {}, {}});
     } else {

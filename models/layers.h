@@ -17,7 +17,7 @@ enum class LayerKind {
   Conv2d,         // 2-D convolution with stride, padding (dilation 1, groups 1)
   Flatten,        // [N, C, H, W] -> [N, C*H*W]
   ReLU,
-  Softplus,       // log(1 + exp(x)), beta 1
+  Softplus,       // log(1 + exp(beta x)) / beta (linear above beta x > 20, as torch)
   Tanh,
 };
 
@@ -30,10 +30,11 @@ struct Layer {
   torch::Tensor bias;    // [out] (ChannelAffine: shift [C]); may be undefined for Linear/Conv2d
   std::vector<int64_t> stride{1, 1};   // Conv2d only
   std::vector<int64_t> padding{0, 0};  // Conv2d only
+  double beta = 1.0;                   // Softplus only: sharpness; |f''| <= beta / 4
 
   // Applies the layer (used to check that a chain reproduces its model).
   torch::Tensor forward(const torch::Tensor& x) const;
-  // "Conv2d(1->32, k5, s2, p2)", "ReLU", ...
+  // "Conv2d(1->32, k5, s2, p2)", "ReLU", "Softplus(beta 10)", ...
   std::string describe() const;
 };
 
@@ -55,8 +56,8 @@ class ChannelAffineImpl : public torch::nn::Module {
 TORCH_MODULE(ChannelAffine);
 
 // The layer list of a Sequential made of Linear, Conv2d, ChannelAffine,
-// Flatten, ReLU, Softplus and Tanh modules. Every unsupported module is named
-// in one bb::Error.
+// Flatten, ReLU, Softplus (any beta > 0, threshold 20) and Tanh modules.
+// Every unsupported module is named in one bb::Error.
 LayerList layers_of(const torch::nn::Sequential& network);
 
 // A copy of `network` with every BatchNorm2d folded into the Conv2d before it,

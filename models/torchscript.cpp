@@ -458,10 +458,12 @@ Handler activation(LayerKind kind) {
 std::string on_softplus(const Node* node, size_t, Chain& chain) {
   const auto beta = constant_number(node->input(1));
   const auto threshold = constant_number(node->input(2));
-  if (!beta || !threshold || *beta != 1.0 || *threshold != 20.0) {
-    return "beta != 1 or threshold != 20";
+  if (!beta || !threshold || !(*beta > 0) || *threshold != 20.0) {
+    return "beta not a positive constant or threshold != 20";
   }
-  chain.layers.push_back({LayerKind::Softplus, {}, {}});
+  Layer layer{LayerKind::Softplus, {}, {}};
+  layer.beta = *beta;
+  chain.layers.push_back(layer);
   return "";
 }
 

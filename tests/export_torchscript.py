@@ -44,7 +44,8 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """(c): scalar and per-channel affine ops, strided conv, softplus, flatten."""
+    """(c): scalar and per-channel affine ops, strided conv, softplus with
+    beta 2, flatten."""
 
     def __init__(self):
         super().__init__()
@@ -57,7 +58,7 @@ class CNN(nn.Module):
     def forward(self, x):
         x = 2.0 * x - 1.0
         x = (x - self.mean) / self.std
-        x = F.softplus(self.conv1(x))
+        x = F.softplus(self.conv1(x), beta=2.0)
         x = F.relu(self.conv2(x))
         x = torch.flatten(x, 1)
         return self.fc(x)

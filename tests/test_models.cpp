@@ -50,6 +50,7 @@ TEST(Layers, EveryArchitectureIsAChainThatReproducesItsNetwork) {
     for (const auto& layer : layers) {
       if (is_activation(layer.kind)) {
         EXPECT_EQ(layer.kind, act) << arch.name;
+        EXPECT_EQ(layer.beta, arch.softplus_beta) << arch.name;
       }
     }
   }
@@ -58,8 +59,11 @@ TEST(Layers, EveryArchitectureIsAChainThatReproducesItsNetwork) {
 TEST(Layers, UnsupportedModulesAreAllNamed) {
   torch::nn::Sequential net(
       torch::nn::Conv2d(1, 2, 3), torch::nn::MaxPool2d(2), torch::nn::ReLU(),
-      torch::nn::Dropout(0.5), torch::nn::Flatten());
-  testing::expect_error([&] { layers_of(net); }, {"1: torch::nn::MaxPool2d", "3: torch::nn::Dropout"});
+      torch::nn::Dropout(0.5), torch::nn::Flatten(),
+      torch::nn::Softplus(torch::nn::SoftplusOptions().threshold(5)));
+  testing::expect_error(
+      [&] { layers_of(net); },
+      {"1: torch::nn::MaxPool2d", "3: torch::nn::Dropout", "5: Softplus with beta <= 0 or threshold != 20"});
 }
 
 TEST(Layers, BatchNormFoldsExactly) {

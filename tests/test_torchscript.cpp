@@ -114,7 +114,7 @@ const std::vector<std::string> kMlp{
     "ChannelAffine(1)", "Flatten", "Linear(784->32)", "ReLU", "Linear(32->16)", "Tanh",
     "Linear(16->10)"};
 const std::vector<std::string> kCnn{
-    "ChannelAffine(3)", "Conv2d(3->4, k3x3, s2, p1)", "Softplus", "Conv2d(4->6, k3x3, s1, p0)",
+    "ChannelAffine(3)", "Conv2d(3->4, k3x3, s2, p1)", "Softplus(beta 2)", "Conv2d(4->6, k3x3, s1, p0)",
     "ReLU", "Flatten", "Linear(216->10)"};
 const std::vector<std::string> kLegacy{
     "Conv2d(1->4, k3x3, s2, p1)", "ReLU", "Flatten", "Linear(784->32)", "Tanh", "Linear(32->10)"};
