@@ -60,7 +60,7 @@ torch::Tensor DeepFool::search(
     auto mg = model.margin_gradients(za, ca, targets.index_select(0, active));
     gradients.index_add_(0, active, torch::full({active.size(0)}, m, gradients.options()));
     // Only directions that can move inside D count (descent on g_j).
-    auto grads = -feasible_ascent(-mg.grads, za.unsqueeze(1).expand_as(mg.grads), box);
+    auto grads = feasible_descent(mg.grads, za.unsqueeze(1), box);
     const int64_t na = active.size(0);
     auto flat = grads.reshape({na * m, -1});
     auto w_norm = lp_norm(flat, dual(p)).view({na, m});

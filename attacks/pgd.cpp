@@ -18,6 +18,11 @@ torch::Tensor feasible_ascent(const torch::Tensor& grad, const torch::Tensor& z,
   return grad * movable;
 }
 
+torch::Tensor feasible_descent(const torch::Tensor& grad, const torch::Tensor& z, Box box) {
+  auto movable = torch::where(grad < 0, z < box.hi, z > box.lo);
+  return grad * movable;
+}
+
 Pgd::Pgd(Norm p, PgdOptions options) : Pgd(p, options, "pgd") {}
 
 Pgd::Pgd(Norm p, PgdOptions options, std::string family)

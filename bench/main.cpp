@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
   try {
     for (const auto& command : commands()) {
       if (name == command.name) {
+        bb::configure_allocator();
         bb::configure_threads();
         return command.run(args);
       }

@@ -13,35 +13,20 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// [N, d]: one row per sample.
-torch::Tensor flat(const torch::Tensor& v) {
-  return v.reshape({v.size(0), -1});
-}
+}  // namespace
 
-// The radius as a [N, 1] column with the given options.
-torch::Tensor radius_column(
-    const torch::Tensor& radius,
-    int64_t n,
-    const torch::TensorOptions& options) {
-  torch::Tensor r = radius.to(options);
-  if (r.dim() == 0) {
-    r = r.expand({n});
-  }
-  BB_ASSERT(
-      r.dim() == 1 && r.size(0) == n,
-      "radius must have shape [{}], has {} dims",
-      n,
-      r.dim());
-  return r.reshape({n, 1});
-}
+namespace detail {
 
 // Offset d = y - center of the projection of w = z - center onto
 // {||d||_2 <= r} ∩ [l, u] (l <= 0 <= u). The KKT conditions give
-// d = clip(t w, l, u) with t in [0, 1]; ||clip(t w, l, u)|| grows with t and
-// coordinate i saturates at t_i = bound_i / w_i. After sorting the t_i, the
-// squared norm at each breakpoint is known in closed form, the segment that
-// holds r is found by counting, and t solves a quadratic on that segment.
-torch::Tensor project_l2_offset(
+// d = clip(t w, l, u) with t in [0, 1]; f(t) = ||clip(t w, l, u)||^2 grows
+// with t and coordinate i saturates at t_i = bound_i / w_i. Two exact ways to
+// find t with f(t) = r^2 (or t = 1 when clip(w, l, u) is inside the ball):
+//
+// Sorted breakpoints (any device, no host read): after sorting the t_i, f at
+// each breakpoint is known in closed form by cumulative sums, the segment
+// that holds r is found by counting, and t solves a quadratic on it.
+torch::Tensor project_l2_offset_sorted(
     const torch::Tensor& w,
     const torch::Tensor& l,
     const torch::Tensor& u,
@@ -74,6 +59,82 @@ torch::Tensor project_l2_offset(
                 torch::ones_like(w2_after))
                .clamp_max(1.0);
   return torch::min(torch::max(t * w, l), u);
+}
+
+// Growing saturated set (CPU: the sort costs more than the model's forward
+// and backward pass on MNIST-sized inputs). With S the coordinates saturated
+// at t_k, q(t) = sum_S b_i^2 + t^2 sum_{not S} w_i^2 bounds f from above for
+// t >= t_k, so t_{k+1} = sqrt((r^2 - sum_S b_i^2) / sum_{not S} w_i^2) stays
+// at or below the solution and f(t_{k+1}) <= r^2. When no breakpoint lies in
+// (t_k, t_{k+1}], q = f there and t_{k+1} is exact; otherwise S grows, so it
+// ends within d + 1 rounds (two or three on images). Each round reads one
+// flag on the host, which costs nothing on the CPU.
+torch::Tensor project_l2_offset_iterative(
+    const torch::Tensor& w,
+    const torch::Tensor& l,
+    const torch::Tensor& u,
+    const torch::Tensor& r) {
+  auto zeros = torch::zeros_like(w);
+  auto bound = torch::where(w > 0, u, torch::where(w < 0, l, zeros));
+  auto breakpoint = torch::where(w != 0, bound / w, torch::full_like(w, kInf));
+  auto w2 = w.square();
+  auto b2 = bound.square();
+  auto r2 = r.square();
+  auto ones = torch::ones_like(r);
+  auto t = torch::zeros_like(r);
+  for (int64_t round = 0; round <= w.size(1); ++round) {
+    auto saturated = breakpoint <= t;
+    auto b2_saturated = torch::where(saturated, b2, zeros).sum(1, /*keepdim=*/true);
+    auto w2_free = torch::where(saturated, zeros, w2).sum(1, /*keepdim=*/true);
+    auto next = torch::where(
+                    w2_free > 0,
+                    ((r2 - b2_saturated).clamp_min(0) / w2_free).sqrt(),
+                    ones)
+                    .clamp_max(1.0);
+    next = torch::max(next, t);
+    const bool grew = ((breakpoint > t) & (breakpoint <= next)).any().item<bool>();
+    t = next;
+    if (!grew) {
+      break;
+    }
+  }
+  return torch::min(torch::max(t * w, l), u);
+}
+
+}  // namespace detail
+
+namespace {
+
+
+// [N, d]: one row per sample.
+torch::Tensor flat(const torch::Tensor& v) {
+  return v.reshape({v.size(0), -1});
+}
+
+// The radius as a [N, 1] column with the given options.
+torch::Tensor radius_column(
+    const torch::Tensor& radius,
+    int64_t n,
+    const torch::TensorOptions& options) {
+  torch::Tensor r = radius.to(options);
+  if (r.dim() == 0) {
+    r = r.expand({n});
+  }
+  BB_ASSERT(
+      r.dim() == 1 && r.size(0) == n,
+      "radius must have shape [{}], has {} dims",
+      n,
+      r.dim());
+  return r.reshape({n, 1});
+}
+
+torch::Tensor project_l2_offset(
+    const torch::Tensor& w,
+    const torch::Tensor& l,
+    const torch::Tensor& u,
+    const torch::Tensor& r) {
+  return w.is_cpu() ? detail::project_l2_offset_iterative(w, l, u, r)
+                    : detail::project_l2_offset_sorted(w, l, u, r);
 }
 
 // Offset of the projection onto {||d||_1 <= r} ∩ [l, u]. The KKT conditions

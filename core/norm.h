@@ -43,7 +43,9 @@ torch::Tensor per_sample(const torch::Tensor& v, const torch::Tensor& like);
 torch::Tensor steepest_direction(const torch::Tensor& g, Norm p);
 
 // The Euclidean projection of z onto B_p(center, radius) ∩ box, exact for all
-// three norms (closed form after one sort for L1 and L2). `radius` has shape
+// three norms: L1 in closed form after one sort; L2 on the CPU by a growing
+// saturated set (two or three rounds on images, each reading one flag on the
+// host), on other devices in closed form after one sort (no host read). `radius` has shape
 // [N] (or is a scalar tensor), may be +inf (then the region is the box), and
 // `center` must lie in the box. Computed in z's precision (float64 or float32).
 torch::Tensor project_ball_box(
@@ -52,6 +54,16 @@ torch::Tensor project_ball_box(
     const torch::Tensor& radius,
     Norm p,
     Box box);
+
+namespace detail {
+// The two exact L2 solvers behind project_ball_box, exposed for the tests: the
+// offset d = y - center for w = z - center, box offsets l <= 0 <= u and the
+// radius r as an [N, 1] column, all [N, d].
+torch::Tensor project_l2_offset_sorted(
+    const torch::Tensor& w, const torch::Tensor& l, const torch::Tensor& u, const torch::Tensor& r);
+torch::Tensor project_l2_offset_iterative(
+    const torch::Tensor& w, const torch::Tensor& l, const torch::Tensor& u, const torch::Tensor& r);
+}  // namespace detail
 
 // `draws` points uniformly distributed in B_p(center, radius) for each sample,
 // shape [N, draws, ...]. Linf: uniform in the cube; L2: Gaussian direction and

@@ -1,7 +1,12 @@
 #include "core/runtime.h"
 
+#include <climits>
 #include <cstdlib>
 #include <thread>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -53,6 +58,23 @@ int configure_threads() {
     }
   }
   return at::get_num_threads();
+}
+
+bool configure_allocator() {
+#if defined(__GLIBC__)
+  for (const char* name : {"GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_",
+                           "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
+    if (std::getenv(name) != nullptr) {
+      return false;
+    }
+  }
+  // No mapped blocks (the heap serves every size), a trim threshold no heap
+  // reaches, and 64 MiB of slack each time the heap grows.
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1 &&
+      mallopt(M_TOP_PAD, 64 << 20) == 1;
+#else
+  return false;
+#endif
 }
 
 void seed_all(uint64_t seed) {

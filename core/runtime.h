@@ -18,6 +18,18 @@ torch::Device parse_device(const std::string& text, const std::string& what = "-
 // OMP_NUM_THREADS says otherwise. Returns the thread count in force.
 int configure_threads();
 
+// CPU tensors come from malloc, and LibTorch frees them at once. With glibc's
+// defaults, blocks above the mmap threshold are mapped and unmapped on every
+// allocation and the heap is trimmed back to the system whenever its free top
+// passes the trim threshold, so each training step or batched backward pass
+// page-faults its whole working set in again (half the CPU time went to the
+// kernel while a CIFAR-10 network trained). This keeps freed memory in the
+// process instead: no mmap for large blocks, no trimming. Peak memory is then
+// held until exit. Does nothing when GLIBC_TUNABLES or one of glibc's MALLOC_*
+// variables is set (the user's choice wins) or the C library is not glibc.
+// Returns whether the settings were applied.
+bool configure_allocator();
+
 // Seeds torch's CPU and CUDA generators.
 void seed_all(uint64_t seed);
 

@@ -19,11 +19,14 @@ for arg in "$@"; do
 done
 
 # 1. System packages. OpenBLAS replaces Debian's reference BLAS behind
-# LibTorch (about 4x faster linear layers); python3-torch exports the
-# TorchScript test models; dataset-fashion-mnist is the third data set.
+# LibTorch (about 4x faster linear layers); its OpenMP build, which
+# BoundBench's programs load through their RPATH (see CMakeLists.txt), shares
+# LibTorch's OpenMP threads instead of spinning threads of its own;
+# python3-torch exports the TorchScript test models; dataset-fashion-mnist is
+# the third data set.
 packages=(
   build-essential cmake ninja-build ccache git curl ca-certificates
-  libtorch-dev libopenblas0-pthread python3-torch
+  libtorch-dev libopenblas0-pthread libopenblas0-openmp python3-torch
   libboost-program-options-dev libfmt-dev nlohmann-json3-dev libpng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist

@@ -153,6 +153,23 @@ TEST(Pgd, IteratesStayInsideBallAndBox) {
   }
 }
 
+TEST(Pgd, FeasibleDirectionsDropOnlyBlockedCoordinates) {
+  // z on the lower face, inside, on the upper face; gradients of both signs.
+  auto z = torch::tensor({0.0, 0.5, 1.0, 0.0, 0.5, 1.0}, torch::kFloat64).view({1, 6});
+  auto g = torch::tensor({{1.0, 2.0, 3.0, -1.0, -2.0, -3.0}, {-4.0, 5.0, -6.0, 7.0, 0.0, 8.0}},
+                         torch::kFloat64)
+               .view({1, 2, 6});
+  auto zb = z.unsqueeze(1);  // broadcast over the two gradient rows
+  // Ascent moves along +g: blocked where g > 0 at the upper face, g < 0 at the lower one.
+  auto ascent = torch::tensor({{1.0, 2.0, 0.0, 0.0, -2.0, -3.0}, {0.0, 5.0, -6.0, 7.0, 0.0, 0.0}},
+                              torch::kFloat64);
+  EXPECT_TRUE(torch::equal(feasible_ascent(g, zb, Box{0, 1})[0], ascent));
+  // Descent moves along -g: the other way round.
+  auto descent = torch::tensor({{0.0, 2.0, 3.0, -1.0, -2.0, 0.0}, {-4.0, 5.0, 0.0, 0.0, 0.0, 8.0}},
+                               torch::kFloat64);
+  EXPECT_TRUE(torch::equal(feasible_descent(g, zb, Box{0, 1})[0], descent));
+}
+
 TEST(Pgd, FgsmIsOneStepWithoutRandomStart) {
   auto model = small_network();
   auto x = torch::rand({10, 1, 4, 4}, torch::kFloat64);

@@ -133,6 +133,32 @@ TEST(NormProjection, ExactWhereBallThenClipIsNot) {
   EXPECT_LT((y - z).norm().item<double>(), (naive - z).norm().item<double>() - 1e-3);
 }
 
+TEST(NormProjection, BothL2SolversAgreeInHighDimension) {
+  // Image-like cases: pixels at 0 and 1 (which saturate at once), a large
+  // step, and radii from tiny to large, so the iterative solver needs several
+  // rounds and some rows end at t = 1.
+  torch::manual_seed(5);
+  const int64_t n = 64;
+  const int64_t d = 784;
+  auto x = torch::rand({n, d}, torch::kFloat64);
+  x = torch::where(x < 0.3, torch::zeros_like(x), torch::where(x > 0.9, torch::ones_like(x), x));
+  auto w = torch::randn({n, d}, torch::kFloat64) * torch::rand({n, 1}, torch::kFloat64) * 0.5;
+  auto l = -x;
+  auto u = 1 - x;
+  auto r = torch::logspace(-3, 1.5, n, 10, torch::kFloat64).view({n, 1});
+  auto sorted = detail::project_l2_offset_sorted(w, l, u, r);
+  auto iterative = detail::project_l2_offset_iterative(w, l, u, r);
+  EXPECT_LE((sorted - iterative).abs().max().item<double>(), 1e-12);
+  auto length = iterative.norm(2, {1}, true);
+  EXPECT_TRUE((length <= r * (1 + 1e-12)).all().item<bool>());
+  EXPECT_TRUE(((iterative >= l) & (iterative <= u)).all().item<bool>());
+  // Rows whose clipped step fits in the ball are not scaled; the others end on the sphere.
+  auto fits = torch::min(torch::max(w, l), u).norm(2, {1}, true) <= r;
+  EXPECT_TRUE(fits.any().item<bool>() && (~fits).any().item<bool>());
+  auto on_sphere = ((length - r).abs() <= 1e-12 * r) | fits;
+  EXPECT_TRUE(on_sphere.all().item<bool>());
+}
+
 // Kolmogorov-Smirnov statistic of samples against the uniform law on [0, 1].
 double ks_uniform(torch::Tensor u) {
   u = std::get<0>(u.flatten().to(torch::kFloat64).sort());

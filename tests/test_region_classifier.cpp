@@ -1,6 +1,8 @@
 // Regions (ball ∩ box and the domain) and the classifier wrapper: batched
 // margin gradients against per-class autograd, exact gradients on a linear
 // model, and refusal of malformed input and non-finite logits.
+#include <cstdlib>
+#include <fstream>
 #include <limits>
 
 #include <gtest/gtest.h>
@@ -8,6 +10,7 @@
 
 #include "core/classifier.h"
 #include "core/region.h"
+#include "core/runtime.h"
 #include "tests/helpers.h"
 
 namespace bb {
@@ -168,6 +171,46 @@ TEST(Classifier, CudaMatchesCpu) {
   EXPECT_TRUE(torch::allclose(on_gpu.grads.cpu(), on_cpu.grads, 1e-10, 1e-12));
   auto y = project_ball_box(x.cuda(), (x * 3 - 1).cuda(), torch::full({7}, 0.3).cuda(), Norm::L1, Box{0, 1});
   EXPECT_TRUE(torch::allclose(y.cpu(), project_ball_box(x, x * 3 - 1, torch::full({7}, 0.3), Norm::L1, Box{0, 1}), 1e-10, 1e-12));
+  // L2: the sorted solver on the GPU, the iterative one on the CPU.
+  y = project_ball_box(x.cuda(), (x * 3 - 1).cuda(), torch::full({7}, 0.3).cuda(), Norm::L2, Box{0, 1});
+  EXPECT_TRUE(torch::allclose(y.cpu(), project_ball_box(x, x * 3 - 1, torch::full({7}, 0.3), Norm::L2, Box{0, 1}), 1e-10, 1e-12));
+}
+
+TEST(Runtime, AllocatorSettingsYieldToTheUser) {
+#if defined(__GLIBC__)
+  if (std::getenv("GLIBC_TUNABLES") != nullptr || std::getenv("MALLOC_MMAP_MAX_") != nullptr ||
+      std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr || std::getenv("MALLOC_TRIM_THRESHOLD_") != nullptr ||
+      std::getenv("MALLOC_TOP_PAD_") != nullptr) {
+    GTEST_SKIP() << "the environment already sets glibc's allocator";
+  }
+  ::setenv("MALLOC_TOP_PAD_", "65536", 1);
+  EXPECT_FALSE(configure_allocator());
+  ::unsetenv("MALLOC_TOP_PAD_");
+  EXPECT_TRUE(configure_allocator());
+#else
+  EXPECT_FALSE(configure_allocator());
+#endif
+}
+
+// The build links OpenBLAS's OpenMP flavour through its RPATH when it is
+// installed (CMakeLists.txt): the BLAS mapped into this process must be it.
+TEST(Runtime, BlasIsTheOpenMpBuildWhenConfigured) {
+#ifdef BOUNDBENCH_OPENBLAS_OPENMP_DIR
+  std::ifstream maps("/proc/self/maps");
+  ASSERT_TRUE(maps.good());
+  std::vector<std::string> openblas;
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("libopenblas") != std::string::npos) {
+      openblas.push_back(line.substr(line.find('/')));
+    }
+  }
+  ASSERT_FALSE(openblas.empty()) << "no OpenBLAS mapped";
+  for (const auto& path : openblas) {
+    EXPECT_EQ(path.rfind(BOUNDBENCH_OPENBLAS_OPENMP_DIR, 0), 0u) << path;
+  }
+#else
+  GTEST_SKIP() << "built without OpenBLAS's OpenMP flavour";
+#endif
 }
 
 }  // namespace
