@@ -43,9 +43,10 @@ torch::Tensor per_sample(const torch::Tensor& v, const torch::Tensor& like);
 torch::Tensor steepest_direction(const torch::Tensor& g, Norm p);
 
 // The Euclidean projection of z onto B_p(center, radius) ∩ box, exact for all
-// three norms: L1 in closed form after one sort; L2 on the CPU by a growing
-// saturated set (two or three rounds on images, each reading one flag on the
-// host), on other devices in closed form after one sort (no host read). `radius` has shape
+// three norms. L1 and L2 on the CPU: row by row (L2 by a growing saturated
+// set, two or three passes on images; L1 by a sweep over its sorted
+// breakpoints); on other devices: tensor code in closed form after one sort,
+// with no host read. `radius` has shape
 // [N] (or is a scalar tensor), may be +inf (then the region is the box), and
 // `center` must lie in the box. Computed in z's precision (float64 or float32).
 torch::Tensor project_ball_box(
@@ -56,13 +57,17 @@ torch::Tensor project_ball_box(
     Box box);
 
 namespace detail {
-// The two exact L2 solvers behind project_ball_box, exposed for the tests: the
+// The solvers behind project_ball_box, exposed for the tests. Each returns the
 // offset d = y - center for w = z - center, box offsets l <= 0 <= u and the
-// radius r as an [N, 1] column, all [N, d].
+// radius r as an [N, 1] column, all [N, d]. The sorted ones are tensor code
+// for any device (no host read); the CPU one solves row by row (L1 or L2).
 torch::Tensor project_l2_offset_sorted(
     const torch::Tensor& w, const torch::Tensor& l, const torch::Tensor& u, const torch::Tensor& r);
-torch::Tensor project_l2_offset_iterative(
+torch::Tensor project_l1_offset_sorted(
     const torch::Tensor& w, const torch::Tensor& l, const torch::Tensor& u, const torch::Tensor& r);
+torch::Tensor project_offset_cpu(
+    const torch::Tensor& w, const torch::Tensor& l, const torch::Tensor& u, const torch::Tensor& r,
+    Norm p);
 }  // namespace detail
 
 // `draws` points uniformly distributed in B_p(center, radius) for each sample,

@@ -133,30 +133,48 @@ TEST(NormProjection, ExactWhereBallThenClipIsNot) {
   EXPECT_LT((y - z).norm().item<double>(), (naive - z).norm().item<double>() - 1e-3);
 }
 
-TEST(NormProjection, BothL2SolversAgreeInHighDimension) {
-  // Image-like cases: pixels at 0 and 1 (which saturate at once), a large
-  // step, and radii from tiny to large, so the iterative solver needs several
-  // rounds and some rows end at t = 1.
-  torch::manual_seed(5);
-  const int64_t n = 64;
-  const int64_t d = 784;
-  auto x = torch::rand({n, d}, torch::kFloat64);
-  x = torch::where(x < 0.3, torch::zeros_like(x), torch::where(x > 0.9, torch::ones_like(x), x));
-  auto w = torch::randn({n, d}, torch::kFloat64) * torch::rand({n, 1}, torch::kFloat64) * 0.5;
-  auto l = -x;
-  auto u = 1 - x;
-  auto r = torch::logspace(-3, 1.5, n, 10, torch::kFloat64).view({n, 1});
-  auto sorted = detail::project_l2_offset_sorted(w, l, u, r);
-  auto iterative = detail::project_l2_offset_iterative(w, l, u, r);
-  EXPECT_LE((sorted - iterative).abs().max().item<double>(), 1e-12);
-  auto length = iterative.norm(2, {1}, true);
-  EXPECT_TRUE((length <= r * (1 + 1e-12)).all().item<bool>());
-  EXPECT_TRUE(((iterative >= l) & (iterative <= u)).all().item<bool>());
-  // Rows whose clipped step fits in the ball are not scaled; the others end on the sphere.
-  auto fits = torch::min(torch::max(w, l), u).norm(2, {1}, true) <= r;
+// Image-like cases: pixels at 0 and 1 (which saturate at once), steps of all
+// sizes, and radii from tiny to large, so that the CPU's L2 solver needs
+// several rounds, some rows fit in the ball as they are, and the others end
+// on its surface.
+struct HighDimensionCase {
+  torch::Tensor w, l, u, r;
+  static HighDimensionCase make(double radius_low, double radius_high) {
+    torch::manual_seed(5);
+    const int64_t n = 64;
+    const int64_t d = 784;
+    auto x = torch::rand({n, d}, torch::kFloat64);
+    x = torch::where(x < 0.3, torch::zeros_like(x), torch::where(x > 0.9, torch::ones_like(x), x));
+    auto w = torch::randn({n, d}, torch::kFloat64) * torch::rand({n, 1}, torch::kFloat64) * 0.5;
+    auto r = torch::logspace(radius_low, radius_high, n, 10, torch::kFloat64).view({n, 1});
+    return {w, -x, 1 - x, r};
+  }
+};
+
+// Linf has one closed form on every device; L1 and L2 have two solvers each.
+class SolverTest : public ::testing::TestWithParam<Norm> {};
+
+TEST_P(SolverTest, CpuAndTensorSolversAgreeInHighDimension) {
+  const Norm p = GetParam();
+  const auto c = p == Norm::L2 ? HighDimensionCase::make(-3, 1.5) : HighDimensionCase::make(-2, 2.5);
+  auto sorted = p == Norm::L2 ? detail::project_l2_offset_sorted(c.w, c.l, c.u, c.r)
+                              : detail::project_l1_offset_sorted(c.w, c.l, c.u, c.r);
+  auto cpu = detail::project_offset_cpu(c.w, c.l, c.u, c.r, p);
+  EXPECT_LE((sorted - cpu).abs().max().item<double>(), 1e-12);
+  // Inside the ball up to the rounding of a sum of 784 terms (the same
+  // tolerance as the brute-force test above).
+  auto length = lp_norm(cpu, p).view({-1, 1});
+  EXPECT_TRUE((length <= c.r * (1 + 1e-9)).all().item<bool>());
+  EXPECT_TRUE(((cpu >= c.l) & (cpu <= c.u)).all().item<bool>());
+  auto fits = lp_norm(torch::min(torch::max(c.w, c.l), c.u), p).view({-1, 1}) <= c.r;
   EXPECT_TRUE(fits.any().item<bool>() && (~fits).any().item<bool>());
-  auto on_sphere = ((length - r).abs() <= 1e-12 * r) | fits;
+  auto on_sphere = ((length - c.r).abs() <= 1e-9 * c.r) | fits;
   EXPECT_TRUE(on_sphere.all().item<bool>());
+  // float32 inputs: the same answer within float rounding.
+  auto single = detail::project_offset_cpu(
+      c.w.to(torch::kFloat32), c.l.to(torch::kFloat32), c.u.to(torch::kFloat32), c.r.to(torch::kFloat32), p);
+  EXPECT_EQ(single.scalar_type(), torch::kFloat32);
+  EXPECT_LE((single.to(torch::kFloat64) - cpu).abs().max().item<double>(), 1e-5);
 }
 
 // Kolmogorov-Smirnov statistic of samples against the uniform law on [0, 1].
@@ -199,6 +217,8 @@ TEST_P(NormTest, SamplesAreUniformInTheBall) {
     EXPECT_NEAR((offset > 0).to(torch::kFloat64).mean().item<double>(), 0.5, 0.02);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(L1AndL2, SolverTest, ::testing::Values(Norm::L1, Norm::L2), norm_param_name);
 
 INSTANTIATE_TEST_SUITE_P(
     Norms,
