@@ -102,8 +102,14 @@ torch::Tensor project_l1_offset_sorted(
 
 // The CPU solvers, one row at a time (rows in parallel). On MNIST-sized
 // inputs the sorts of the tensor versions cost more than the model's forward
-// and backward pass; these do the same mathematics in a few passes per row.
-//
+// and backward pass; these do the same mathematics in O(d) passes per row.
+// Scratch buffers for the coordinates that can move.
+struct RowScratch {
+  std::vector<double> a;      // L2: w_i^2; L1: |w_i|
+  std::vector<double> b;      // L2: bound_i^2; L1: room c_i
+  std::vector<double> point;  // L2: breakpoint t_i; L1: breakpoints s_i and |w_i|
+};
+
 // L2, by a growing saturated set. With S the coordinates saturated at t_k,
 // q(t) = sum_S b_i^2 + t^2 sum_{not S} w_i^2 bounds f from above for t >= t_k,
 // so t_{k+1} = sqrt((r^2 - sum_S b_i^2) / sum_{not S} w_i^2) stays at or
@@ -111,31 +117,37 @@ torch::Tensor project_l1_offset_sorted(
 // (t_k, t_{k+1}], q = f there and t_{k+1} is exact; otherwise S grows, so it
 // ends within d + 1 rounds (two or three on images).
 template <typename T>
-void project_l2_row(const T* w, const T* l, const T* u, double r, T* out, int64_t d) {
+void project_l2_row(const T* w, const T* l, const T* u, double r, T* out, int64_t d, RowScratch& s) {
+  s.a.clear();
+  s.b.clear();
+  s.point.clear();
+  for (int64_t i = 0; i < d; ++i) {
+    if (w[i] != 0) {
+      const double wi = w[i];
+      const double bound = wi > 0 ? u[i] : l[i];
+      s.a.push_back(wi * wi);
+      s.b.push_back(bound * bound);
+      s.point.push_back(bound / wi);
+    }
+  }
+  const size_t k = s.point.size();
   const double r2 = r * r;
   double t = 0;
-  for (int64_t round = 0; round <= d; ++round) {
+  for (size_t round = 0; round <= k; ++round) {
     double saturated_b2 = 0;
     double free_w2 = 0;
-    for (int64_t i = 0; i < d; ++i) {
-      if (w[i] == 0) {
-        continue;
-      }
-      const double bound = w[i] > 0 ? u[i] : l[i];
-      if (bound / w[i] <= t) {
-        saturated_b2 += bound * bound;
+    for (size_t i = 0; i < k; ++i) {
+      if (s.point[i] <= t) {
+        saturated_b2 += s.b[i];
       } else {
-        free_w2 += static_cast<double>(w[i]) * w[i];
+        free_w2 += s.a[i];
       }
     }
     double next = free_w2 > 0 ? std::sqrt(std::max(r2 - saturated_b2, 0.0) / free_w2) : 1.0;
     next = std::max(std::min(next, 1.0), t);
     bool grew = false;
-    for (int64_t i = 0; i < d && !grew; ++i) {
-      if (w[i] != 0) {
-        const double breakpoint = (w[i] > 0 ? u[i] : l[i]) / static_cast<double>(w[i]);
-        grew = breakpoint > t && breakpoint <= next;
-      }
+    for (size_t i = 0; i < k; ++i) {
+      grew |= s.point[i] > t && s.point[i] <= next;
     }
     t = next;
     if (!grew) {
@@ -149,71 +161,69 @@ void project_l2_row(const T* w, const T* l, const T* u, double r, T* out, int64_
 
 // L1: d_i = sign(w_i) clamp(|w_i| - lambda, 0, c_i), c_i the room in the
 // direction of w_i; G(lambda) = ||d||_1 falls with slope -1 per coordinate
-// between s_i = max(|w_i| - c_i, 0) and |w_i|. The s_i and the |w_i| are
-// sorted apart (plain floats) and merged in one sweep that stops on the
-// segment where G crosses r.
+// between s_i = max(|w_i| - c_i, 0) and |w_i|. Median selection over those
+// breakpoints (no sort) narrows [lo, hi] around the solution until no
+// breakpoint lies inside; G is linear there and lambda follows exactly.
 template <typename T>
-void project_l1_row(
-    const T* w, const T* l, const T* u, double r, T* out, int64_t d,
-    std::vector<double>& starts, std::vector<double>& ends) {
-  starts.clear();
-  ends.clear();
-  double g = 0;
+void project_l1_row(const T* w, const T* l, const T* u, double r, T* out, int64_t d, RowScratch& s) {
+  s.a.clear();
+  s.b.clear();
+  s.point.clear();
+  double g0 = 0;
   for (int64_t i = 0; i < d; ++i) {
     const double a = std::abs(static_cast<double>(w[i]));
     const double room = w[i] > 0 ? u[i] : -static_cast<double>(l[i]);
     if (a > 0 && room > 0) {
-      g += std::min(a, room);
-      starts.push_back(std::max(a - room, 0.0));
-      ends.push_back(a);
+      s.a.push_back(a);
+      s.b.push_back(room);
+      g0 += std::min(a, room);
     }
   }
   double lambda = 0;
-  if (g > r) {
-    std::sort(starts.begin(), starts.end());
-    std::sort(ends.begin(), ends.end());
-    size_t next_start = 0;
-    size_t next_end = 0;
-    double at = 0;      // G(at) = g > r
-    double slope = 0;   // -(coordinates decreasing on the current segment)
-    lambda = ends.back();  // where everything has shrunk to zero (r = 0)
-    while (next_end < ends.size()) {
-      // The next event; every end has its start at or before it.
-      const bool take_start = next_start < starts.size() && starts[next_start] <= ends[next_end];
-      const double position = take_start ? starts[next_start] : ends[next_end];
-      const double g_there = g + slope * (position - at);
-      if (g_there <= r && slope < 0) {
-        // No breakpoint inside (at, position): recompute G's linear piece
-        // there from the coordinates themselves rather than from the
-        // running sum, whose rounding grows with the number of events.
-        double constant = 0;
-        double count = 0;
-        for (int64_t i = 0; i < d; ++i) {
-          const double a = std::abs(static_cast<double>(w[i]));
-          const double room = w[i] > 0 ? u[i] : -static_cast<double>(l[i]);
-          if (a <= 0 || room <= 0 || a <= at) {
-            continue;  // zero on the segment
-          }
-          if (a - room >= position) {
-            constant += room;  // saturated on the segment
-          } else {
-            constant += a;  // linear: a - lambda
-            count += 1;
-          }
-        }
-        lambda = std::min(std::max((constant - r) / count, at), position);
-        break;
+  if (g0 > r) {
+    const size_t k = s.a.size();
+    auto g_at = [&](double x) {
+      double g = 0;
+      for (size_t i = 0; i < k; ++i) {
+        g += std::min(std::max(s.a[i] - x, 0.0), s.b[i]);
       }
-      g = g_there;
-      at = position;
-      if (take_start) {
-        slope -= 1;
-        ++next_start;
+      return g;
+    };
+    for (size_t i = 0; i < k; ++i) {
+      s.point.push_back(std::max(s.a[i] - s.b[i], 0.0));
+      s.point.push_back(s.a[i]);
+    }
+    double lo = 0;  // G(lo) > r
+    double hi = std::numeric_limits<double>::infinity();  // G(hi) <= r
+    auto first = s.point.begin();
+    auto last = s.point.end();
+    while (first != last) {
+      auto middle = first + (last - first) / 2;
+      std::nth_element(first, middle, last);
+      const double pivot = *middle;
+      if (g_at(pivot) > r) {
+        lo = std::max(lo, pivot);
+        first = middle + 1;
       } else {
-        slope += 1;
-        ++next_end;
+        hi = std::min(hi, pivot);
+        last = middle;
       }
     }
+    // No breakpoint in (lo, hi): each coordinate is zero, saturated or linear there.
+    double constant = 0;
+    double count = 0;
+    for (size_t i = 0; i < k; ++i) {
+      if (s.a[i] <= lo) {
+        continue;
+      }
+      if (s.a[i] - s.b[i] >= hi) {
+        constant += s.b[i];
+      } else {
+        constant += s.a[i];
+        count += 1;
+      }
+    }
+    lambda = count > 0 ? std::min(std::max((constant - r) / count, lo), hi) : lo;
   }
   for (int64_t i = 0; i < d; ++i) {
     const double a = std::abs(static_cast<double>(w[i]));
@@ -244,14 +254,13 @@ torch::Tensor project_offset_cpu(
     const double* rp = rc.data_ptr<double>();
     scalar_t* op = out.data_ptr<scalar_t>();
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-      std::vector<double> starts;
-      std::vector<double> ends;
+      RowScratch scratch;
       for (int64_t row = begin; row < end; ++row) {
         const int64_t o = row * d;
         if (p == Norm::L2) {
-          project_l2_row(wp + o, lp + o, up + o, rp[row], op + o, d);
+          project_l2_row(wp + o, lp + o, up + o, rp[row], op + o, d, scratch);
         } else {
-          project_l1_row(wp + o, lp + o, up + o, rp[row], op + o, d, starts, ends);
+          project_l1_row(wp + o, lp + o, up + o, rp[row], op + o, d, scratch);
         }
       }
     });
