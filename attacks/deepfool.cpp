@@ -44,14 +44,16 @@ torch::Tensor DeepFool::search(
   // Candidate classes j != c: all of them, or those with the largest logits at x.
   const int64_t m = options_.candidates == 0 ? k - 1 : std::min<int64_t>(options_.candidates, k) - 1;
   auto column = c.view({-1, 1});
-  auto ranked = model.logits(x).scatter(1, column, -std::numeric_limits<float>::infinity());
+  auto logits = model.logits(x);  // ranks the candidates and is the first activity check
+  auto ranked = logits.scatter(1, column, -std::numeric_limits<float>::infinity());
   auto targets = std::get<1>(ranked.topk(m, /*dim=*/1));  // [N, m]
 
   auto total = torch::zeros_like(x);  // accumulated perturbation
   auto z = x.detach().clone();
   for (int it = 0; it < options_.max_iterations; ++it) {
     // One host sync per iteration: work only on samples still classified c.
-    auto active = (model.predict(z) == c).nonzero().squeeze(1);
+    auto predicted = it == 0 ? logits.argmax(1) : model.predict(z);
+    auto active = (predicted == c).nonzero().squeeze(1);
     if (active.numel() == 0) {
       break;
     }

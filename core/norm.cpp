@@ -409,22 +409,22 @@ torch::Tensor project_ball_box(
       z.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32);
   auto x0 = flat(center).to(options);
   auto zf = flat(z).to(options);
+  auto r = radius_column(radius, n, options);
+  if (p == Norm::Linf) {
+    // Coordinate-wise: a clamp to [max(lo, x - r), min(hi, x + r)].
+    auto lower = (x0 - r).clamp_min(box.lo);
+    auto upper = (x0 + r).clamp_max(box.hi);
+    return torch::min(torch::max(zf, lower), upper).to(z.scalar_type()).view_as(z);
+  }
   auto w = zf - x0;
   auto l = box.lo - x0;
   auto u = box.hi - x0;
-  auto r = radius_column(radius, n, options);
   torch::Tensor offset;
-  switch (p) {
-    case Norm::Linf:
-      offset = torch::max(torch::min(w, torch::min(u, r)), torch::max(l, -r));
-      break;
-    case Norm::L2:
-      offset = project_l2_offset(w, l, u, r);
-      break;
-    case Norm::L1:
-      offset = w.is_cpu() ? detail::project_offset_cpu(w, l, u, r, Norm::L1)
-                          : detail::project_l1_offset_sorted(w, l, u, r);
-      break;
+  if (p == Norm::L2) {
+    offset = project_l2_offset(w, l, u, r);
+  } else {
+    offset = w.is_cpu() ? detail::project_offset_cpu(w, l, u, r, Norm::L1)
+                        : detail::project_l1_offset_sorted(w, l, u, r);
   }
   // Coordinates the projection leaves alone keep their exact value.
   auto y = torch::where(offset == w, zf, x0 + offset);
