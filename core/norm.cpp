@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <vector>
 #include <limits>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -240,9 +240,10 @@ torch::Tensor project_offset_cpu(
     const torch::Tensor& r,
     Norm p) {
   BB_ASSERT(w.is_cpu() && (p == Norm::L1 || p == Norm::L2), "CPU L1/L2 projection only");
+  BB_ASSERT(l.sizes() == w.sizes() && u.sizes() == w.sizes(), "box offsets must match w");
   auto wc = w.contiguous();
-  auto lc = l.expand_as(w).contiguous();
-  auto uc = u.expand_as(w).contiguous();
+  auto lc = l.contiguous();
+  auto uc = u.contiguous();
   auto rc = r.reshape({-1}).to(torch::kFloat64).contiguous();
   auto out = torch::empty_like(wc);
   const int64_t n = wc.size(0);
@@ -293,15 +294,6 @@ torch::Tensor radius_column(
       n,
       r.dim());
   return r.reshape({n, 1});
-}
-
-torch::Tensor project_l2_offset(
-    const torch::Tensor& w,
-    const torch::Tensor& l,
-    const torch::Tensor& u,
-    const torch::Tensor& r) {
-  return w.is_cpu() ? detail::project_offset_cpu(w, l, u, r, Norm::L2)
-                    : detail::project_l2_offset_sorted(w, l, u, r);
 }
 
 }  // namespace
@@ -419,13 +411,9 @@ torch::Tensor project_ball_box(
   auto w = zf - x0;
   auto l = box.lo - x0;
   auto u = box.hi - x0;
-  torch::Tensor offset;
-  if (p == Norm::L2) {
-    offset = project_l2_offset(w, l, u, r);
-  } else {
-    offset = w.is_cpu() ? detail::project_offset_cpu(w, l, u, r, Norm::L1)
-                        : detail::project_l1_offset_sorted(w, l, u, r);
-  }
+  auto offset = w.is_cpu() ? detail::project_offset_cpu(w, l, u, r, p)
+      : p == Norm::L2      ? detail::project_l2_offset_sorted(w, l, u, r)
+                           : detail::project_l1_offset_sorted(w, l, u, r);
   // Coordinates the projection leaves alone keep their exact value.
   auto y = torch::where(offset == w, zf, x0 + offset);
   return y.clamp(box.lo, box.hi).to(z.scalar_type()).view_as(z);
