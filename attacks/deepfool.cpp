@@ -62,13 +62,11 @@ torch::Tensor DeepFool::search(
     auto mg = model.margin_gradients(za, ca, targets.index_select(0, active));
     gradients.index_add_(0, active, torch::full({active.size(0)}, m, gradients.options()));
     // Only directions that can move inside D count (descent on g_j).
-    auto grads = feasible_descent(mg.grads, za.unsqueeze(1), box);
     const int64_t na = active.size(0);
-    auto flat = grads.reshape({na * m, -1});
-    auto w_norm = lp_norm(flat, dual(p)).view({na, m});
+    auto w_norm = feasible_descent_norms(mg.grads, za, dual(p), box);  // [na, m]
     auto distance = (mg.values.abs() + kPastBoundary) / (w_norm + kTiny);
     auto nearest = distance.argmin(1);  // [na]
-    auto w = grads.index({torch::arange(na, nearest.options()), nearest});  // [na, ...]
+    auto w = feasible_descent(mg.grads.index({torch::arange(na, nearest.options()), nearest}), za, box);
     auto step_length = distance.gather(1, nearest.view({-1, 1})).squeeze(1);
     auto delta = -per_sample(step_length, w) * steepest_direction(w, p);
     total.index_add_(0, active, delta.to(total.scalar_type()));

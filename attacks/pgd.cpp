@@ -13,16 +13,6 @@ double default_rel_stepsize(Norm p) {
 
 }  // namespace
 
-torch::Tensor feasible_ascent(const torch::Tensor& grad, const torch::Tensor& z, Box box) {
-  auto movable = torch::where(grad > 0, z < box.hi, z > box.lo);
-  return grad * movable;
-}
-
-torch::Tensor feasible_descent(const torch::Tensor& grad, const torch::Tensor& z, Box box) {
-  auto movable = torch::where(grad < 0, z < box.hi, z > box.lo);
-  return grad * movable;
-}
-
 Pgd::Pgd(Norm p, PgdOptions options) : Pgd(p, options, "pgd") {}
 
 Pgd::Pgd(Norm p, PgdOptions options, std::string family)
@@ -61,13 +51,14 @@ torch::Tensor Pgd::perturb(
     torch::Tensor& gradients) const {
   const Box box = model.spec().domain;
   const Norm p = norm();
-  auto step = per_sample(epsilon * options_.rel_stepsize, x);
+  auto step = epsilon * options_.rel_stepsize;
   auto z = x.detach();
   if (options_.random_start) {
     z = sample_ball(x, epsilon, p, /*draws=*/1).select(1, 0).clamp(box.lo, box.hi);
   }
-  auto first_success = x.detach().clone();
-  auto found = torch::zeros({x.size(0)}, c.options().dtype(torch::kBool));
+  // A row that is misclassified keeps its point from then on (its logits,
+  // and so its success, stay the same), so each row ends at its first
+  // success, or at the last step.
   auto column = c.view({-1, 1});
   for (int t = 0; t < options_.steps; ++t) {
     auto zg = z.detach().requires_grad_(true);
@@ -76,14 +67,10 @@ torch::Tensor Pgd::perturb(
     auto others = logits.scatter(1, column, -std::numeric_limits<float>::infinity());
     auto loss = others.amax(1) - own;  // > 0 exactly when misclassified
     auto grad = torch::autograd::grad({loss.sum()}, {zg})[0];
-    auto success = (loss.detach() > 0) & ~found;
-    first_success = torch::where(per_sample(success, x), z, first_success);
-    found = found | success;
-    auto direction = steepest_direction(feasible_ascent(grad, z, box), p);
-    z = project_ball_box(x, z + step * direction, epsilon, p, box);
+    z = ascent_step(x, z, grad, epsilon, step, p, box, /*keep=*/loss.detach() > 0);
   }
   gradients += options_.steps;
-  return torch::where(per_sample(found, x), first_success, z);
+  return z;
 }
 
 }  // namespace bb

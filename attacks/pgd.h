@@ -31,12 +31,4 @@ class Pgd : public FixedBudgetAttack {
   std::string family_;
 };
 
-// Zeroes the gradient's coordinates that cannot move in the ascent direction
-// because z sits on the box's face there, so that the steepest direction
-// spends its budget on coordinates that can move. z broadcasts against grad
-// (DeepFool passes [N, 1, ...] for gradients [N, m, ...]).
-torch::Tensor feasible_ascent(const torch::Tensor& grad, const torch::Tensor& z, Box box);
-// The same for descent (moving along -grad): -feasible_ascent(-grad, z, box).
-torch::Tensor feasible_descent(const torch::Tensor& grad, const torch::Tensor& z, Box box);
-
 }  // namespace bb

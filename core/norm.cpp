@@ -100,175 +100,6 @@ torch::Tensor project_l1_offset_sorted(
   return torch::min((a - lambda).clamp_min(0), room) * w.sign();
 }
 
-// The CPU solvers, one row at a time (rows in parallel). On MNIST-sized
-// inputs the sorts of the tensor versions cost more than the model's forward
-// and backward pass; these do the same mathematics in O(d) passes per row.
-// Scratch buffers for the coordinates that can move.
-struct RowScratch {
-  std::vector<double> a;      // L2: w_i^2; L1: |w_i|
-  std::vector<double> b;      // L2: bound_i^2; L1: room c_i
-  std::vector<double> point;  // L2: breakpoint t_i; L1: breakpoints s_i and |w_i|
-};
-
-// L2, by a growing saturated set. With S the coordinates saturated at t_k,
-// q(t) = sum_S b_i^2 + t^2 sum_{not S} w_i^2 bounds f from above for t >= t_k,
-// so t_{k+1} = sqrt((r^2 - sum_S b_i^2) / sum_{not S} w_i^2) stays at or
-// below the solution with f(t_{k+1}) <= r^2. When no breakpoint lies in
-// (t_k, t_{k+1}], q = f there and t_{k+1} is exact; otherwise S grows, so it
-// ends within d + 1 rounds (two or three on images).
-template <typename T>
-void project_l2_row(const T* w, const T* l, const T* u, double r, T* out, int64_t d, RowScratch& s) {
-  s.a.clear();
-  s.b.clear();
-  s.point.clear();
-  for (int64_t i = 0; i < d; ++i) {
-    if (w[i] != 0) {
-      const double wi = w[i];
-      const double bound = wi > 0 ? u[i] : l[i];
-      s.a.push_back(wi * wi);
-      s.b.push_back(bound * bound);
-      s.point.push_back(bound / wi);
-    }
-  }
-  const size_t k = s.point.size();
-  const double r2 = r * r;
-  double t = 0;
-  for (size_t round = 0; round <= k; ++round) {
-    double saturated_b2 = 0;
-    double free_w2 = 0;
-    for (size_t i = 0; i < k; ++i) {
-      if (s.point[i] <= t) {
-        saturated_b2 += s.b[i];
-      } else {
-        free_w2 += s.a[i];
-      }
-    }
-    double next = free_w2 > 0 ? std::sqrt(std::max(r2 - saturated_b2, 0.0) / free_w2) : 1.0;
-    next = std::max(std::min(next, 1.0), t);
-    bool grew = false;
-    for (size_t i = 0; i < k; ++i) {
-      grew |= s.point[i] > t && s.point[i] <= next;
-    }
-    t = next;
-    if (!grew) {
-      break;
-    }
-  }
-  for (int64_t i = 0; i < d; ++i) {
-    out[i] = std::min(std::max(static_cast<T>(t * w[i]), l[i]), u[i]);
-  }
-}
-
-// L1: d_i = sign(w_i) clamp(|w_i| - lambda, 0, c_i), c_i the room in the
-// direction of w_i; G(lambda) = ||d||_1 falls with slope -1 per coordinate
-// between s_i = max(|w_i| - c_i, 0) and |w_i|. Median selection over those
-// breakpoints (no sort) narrows [lo, hi] around the solution until no
-// breakpoint lies inside; G is linear there and lambda follows exactly.
-template <typename T>
-void project_l1_row(const T* w, const T* l, const T* u, double r, T* out, int64_t d, RowScratch& s) {
-  s.a.clear();
-  s.b.clear();
-  s.point.clear();
-  double g0 = 0;
-  for (int64_t i = 0; i < d; ++i) {
-    const double a = std::abs(static_cast<double>(w[i]));
-    const double room = w[i] > 0 ? u[i] : -static_cast<double>(l[i]);
-    if (a > 0 && room > 0) {
-      s.a.push_back(a);
-      s.b.push_back(room);
-      g0 += std::min(a, room);
-    }
-  }
-  double lambda = 0;
-  if (g0 > r) {
-    const size_t k = s.a.size();
-    auto g_at = [&](double x) {
-      double g = 0;
-      for (size_t i = 0; i < k; ++i) {
-        g += std::min(std::max(s.a[i] - x, 0.0), s.b[i]);
-      }
-      return g;
-    };
-    for (size_t i = 0; i < k; ++i) {
-      s.point.push_back(std::max(s.a[i] - s.b[i], 0.0));
-      s.point.push_back(s.a[i]);
-    }
-    double lo = 0;  // G(lo) > r
-    double hi = std::numeric_limits<double>::infinity();  // G(hi) <= r
-    auto first = s.point.begin();
-    auto last = s.point.end();
-    while (first != last) {
-      auto middle = first + (last - first) / 2;
-      std::nth_element(first, middle, last);
-      const double pivot = *middle;
-      if (g_at(pivot) > r) {
-        lo = std::max(lo, pivot);
-        first = middle + 1;
-      } else {
-        hi = std::min(hi, pivot);
-        last = middle;
-      }
-    }
-    // No breakpoint in (lo, hi): each coordinate is zero, saturated or linear there.
-    double constant = 0;
-    double count = 0;
-    for (size_t i = 0; i < k; ++i) {
-      if (s.a[i] <= lo) {
-        continue;
-      }
-      if (s.a[i] - s.b[i] >= hi) {
-        constant += s.b[i];
-      } else {
-        constant += s.a[i];
-        count += 1;
-      }
-    }
-    lambda = count > 0 ? std::min(std::max((constant - r) / count, lo), hi) : lo;
-  }
-  for (int64_t i = 0; i < d; ++i) {
-    const double a = std::abs(static_cast<double>(w[i]));
-    const double room = w[i] > 0 ? u[i] : -static_cast<double>(l[i]);
-    const double magnitude = std::min(std::max(a - lambda, 0.0), std::max(room, 0.0));
-    out[i] = static_cast<T>(w[i] > 0 ? magnitude : -magnitude);
-  }
-}
-
-torch::Tensor project_offset_cpu(
-    const torch::Tensor& w,
-    const torch::Tensor& l,
-    const torch::Tensor& u,
-    const torch::Tensor& r,
-    Norm p) {
-  BB_ASSERT(w.is_cpu() && (p == Norm::L1 || p == Norm::L2), "CPU L1/L2 projection only");
-  BB_ASSERT(l.sizes() == w.sizes() && u.sizes() == w.sizes(), "box offsets must match w");
-  auto wc = w.contiguous();
-  auto lc = l.contiguous();
-  auto uc = u.contiguous();
-  auto rc = r.reshape({-1}).to(torch::kFloat64).contiguous();
-  auto out = torch::empty_like(wc);
-  const int64_t n = wc.size(0);
-  const int64_t d = wc.size(1);
-  AT_DISPATCH_FLOATING_TYPES(wc.scalar_type(), "project_offset_cpu", [&] {
-    const scalar_t* wp = wc.data_ptr<scalar_t>();
-    const scalar_t* lp = lc.data_ptr<scalar_t>();
-    const scalar_t* up = uc.data_ptr<scalar_t>();
-    const double* rp = rc.data_ptr<double>();
-    scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-      RowScratch scratch;
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t o = row * d;
-        if (p == Norm::L2) {
-          project_l2_row(wp + o, lp + o, up + o, rp[row], op + o, d, scratch);
-        } else {
-          project_l1_row(wp + o, lp + o, up + o, rp[row], op + o, d, scratch);
-        }
-      }
-    });
-  });
-  return out;
-}
-
 }  // namespace detail
 
 namespace {
@@ -417,6 +248,61 @@ torch::Tensor project_ball_box(
   // Coordinates the projection leaves alone keep their exact value.
   auto y = torch::where(offset == w, zf, x0 + offset);
   return y.clamp(box.lo, box.hi).to(z.scalar_type()).view_as(z);
+}
+
+torch::Tensor feasible_ascent(const torch::Tensor& grad, const torch::Tensor& z, Box box) {
+  auto movable = torch::where(grad > 0, z < box.hi, z > box.lo);
+  return grad * movable;
+}
+
+torch::Tensor feasible_descent(const torch::Tensor& grad, const torch::Tensor& z, Box box) {
+  auto movable = torch::where(grad < 0, z < box.hi, z > box.lo);
+  return grad * movable;
+}
+
+torch::Tensor ascent_step(
+    const torch::Tensor& x,
+    const torch::Tensor& z,
+    const torch::Tensor& grad,
+    const torch::Tensor& radius,
+    const torch::Tensor& step,
+    Norm p,
+    Box box,
+    const torch::Tensor& keep) {
+  BB_ASSERT(
+      x.sizes() == z.sizes() && grad.sizes() == z.sizes(),
+      "x, z and grad differ in shape: {}, {}, {}",
+      x.sizes(),
+      z.sizes(),
+      grad.sizes());
+  if (z.is_cpu()) {
+    return detail::ascent_step_cpu(x, z, grad, radius, step, p, box, keep);
+  }
+  const int64_t n = z.size(0);
+  auto eta = radius_column(step, n, z.options()).view({n});
+  auto moved = z + per_sample(eta, z) * steepest_direction(feasible_ascent(grad, z, box), p);
+  auto next = project_ball_box(x, moved, radius, p, box);
+  return keep.defined() ? torch::where(per_sample(keep, z), z, next) : next;
+}
+
+torch::Tensor feasible_descent_norms(
+    const torch::Tensor& grads,
+    const torch::Tensor& z,
+    Norm q,
+    Box box) {
+  BB_ASSERT(
+      grads.dim() == z.dim() + 1 && grads.size(0) == z.size(0) &&
+          grads.numel() == z.numel() * grads.size(1),
+      "grads {} must be [N, m] followed by the shape of z {}",
+      grads.sizes(),
+      z.sizes());
+  if (grads.is_cpu()) {
+    return detail::feasible_descent_norms_cpu(grads, z, q, box);
+  }
+  const int64_t n = grads.size(0);
+  const int64_t m = grads.size(1);
+  auto masked = feasible_descent(grads, z.unsqueeze(1), box);
+  return lp_norm(masked.reshape({n * m, -1}), q).view({n, m});
 }
 
 torch::Tensor sample_ball(

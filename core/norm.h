@@ -43,10 +43,11 @@ torch::Tensor per_sample(const torch::Tensor& v, const torch::Tensor& like);
 torch::Tensor steepest_direction(const torch::Tensor& g, Norm p);
 
 // The Euclidean projection of z onto B_p(center, radius) ∩ box, exact for all
-// three norms. L1 and L2 on the CPU: row by row (L2 by a growing saturated
-// set, two or three passes on images; L1 by a sweep over its sorted
-// breakpoints); on other devices: tensor code in closed form after one sort,
-// with no host read. `radius` has shape
+// three norms. Linf is one clamp. L1 and L2 on the CPU: row kernels (L2 by a
+// growing saturated set, two or three passes on images; L1 by Newton steps on
+// its piecewise linear threshold equation, finished by median selection if
+// needed); on other devices: tensor code in closed form after one sort, with
+// no host read. `radius` has shape
 // [N] (or is a scalar tensor), may be +inf (then the region is the box), and
 // `center` must lie in the box. Computed in z's precision (float64 or float32).
 torch::Tensor project_ball_box(
@@ -55,6 +56,35 @@ torch::Tensor project_ball_box(
     const torch::Tensor& radius,
     Norm p,
     Box box);
+
+// The gradient with the coordinates zeroed along which z cannot move in the
+// ascent direction because it sits on the box's face there, so that the
+// steepest direction spends its budget on coordinates that can move. z
+// broadcasts against grad (DeepFool passes [N, 1, ...] for gradients [N, m, ...]).
+torch::Tensor feasible_ascent(const torch::Tensor& grad, const torch::Tensor& z, Box box);
+// The same for descent (moving along -grad): -feasible_ascent(-grad, z, box).
+torch::Tensor feasible_descent(const torch::Tensor& grad, const torch::Tensor& z, Box box);
+
+// One projected steepest-ascent step for every sample:
+//   project_ball_box(x, z + step * steepest_direction(feasible_ascent(grad, z, box), p), radius, p, box)
+// with `radius` and `step` of shape [N] (or scalars); rows where `keep`
+// (bool [N], optional) is true keep z as it is. On the CPU one fused row
+// kernel does it in a few passes over each row; elsewhere it is that
+// composition of tensor operations. Both agree to float rounding.
+torch::Tensor ascent_step(
+    const torch::Tensor& x,
+    const torch::Tensor& z,
+    const torch::Tensor& grad,
+    const torch::Tensor& radius,
+    const torch::Tensor& step,
+    Norm p,
+    Box box,
+    const torch::Tensor& keep = {});
+
+// ||feasible_descent(grads[:, j], z, box)||_q for every sample and row j:
+// grads [N, m, ...], z [N, ...], result [N, m]. On the CPU one pass over the
+// gradients, without materialising the masked copy.
+torch::Tensor feasible_descent_norms(const torch::Tensor& grads, const torch::Tensor& z, Norm q, Box box);
 
 namespace detail {
 // The solvers behind project_ball_box, exposed for the tests. Each returns the
@@ -65,9 +95,18 @@ torch::Tensor project_l2_offset_sorted(
     const torch::Tensor& w, const torch::Tensor& l, const torch::Tensor& u, const torch::Tensor& r);
 torch::Tensor project_l1_offset_sorted(
     const torch::Tensor& w, const torch::Tensor& l, const torch::Tensor& u, const torch::Tensor& r);
+// The L1 solver takes at most `newton_passes` Newton passes before it
+// finishes by median selection (the tests set 0 to check that path alone).
+constexpr int kL1NewtonPasses = 24;
 torch::Tensor project_offset_cpu(
     const torch::Tensor& w, const torch::Tensor& l, const torch::Tensor& u, const torch::Tensor& r,
-    Norm p);
+    Norm p, int newton_passes = kL1NewtonPasses);
+// The CPU kernels behind ascent_step and feasible_descent_norms (row_kernels.cpp).
+torch::Tensor ascent_step_cpu(
+    const torch::Tensor& x, const torch::Tensor& z, const torch::Tensor& grad,
+    const torch::Tensor& radius, const torch::Tensor& step, Norm p, Box box,
+    const torch::Tensor& keep);
+torch::Tensor feasible_descent_norms_cpu(const torch::Tensor& grads, const torch::Tensor& z, Norm q, Box box);
 }  // namespace detail
 
 // `draws` points uniformly distributed in B_p(center, radius) for each sample,

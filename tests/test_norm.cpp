@@ -177,6 +177,107 @@ TEST_P(SolverTest, CpuAndTensorSolversAgreeInHighDimension) {
   EXPECT_LE((single.to(torch::kFloat64) - cpu).abs().max().item<double>(), 1e-5);
 }
 
+// The L1 solver's fallback, median selection over the kinks, is exact on
+// its own and wherever Newton hands over to it.
+TEST(L1Solver, MedianSelectionAgreesAfterAnyNumberOfNewtonPasses) {
+  const auto c = HighDimensionCase::make(-2, 2.5);
+  auto sorted = detail::project_l1_offset_sorted(c.w, c.l, c.u, c.r);
+  for (int passes : {0, 1, 2, 3, detail::kL1NewtonPasses}) {
+    auto cpu = detail::project_offset_cpu(c.w, c.l, c.u, c.r, Norm::L1, passes);
+    EXPECT_LE((cpu - sorted).abs().max().item<double>(), 1e-12) << passes << " Newton passes";
+  }
+}
+
+// Image-like rows with pixels on both faces of the box, gradients with
+// zeros, per-sample radii and steps, and rows that keep their point. 63
+// coordinates, so the kernels' vector loops have a remainder.
+struct StepCase {
+  torch::Tensor x, z, grad, radius, step, keep;
+  static StepCase make(Norm p) {
+    torch::manual_seed(3);
+    const int64_t n = 40;
+    auto x = torch::rand({n, 1, 7, 9}, torch::kFloat64);
+    x = torch::where(x < 0.25, torch::zeros_like(x), torch::where(x > 0.85, torch::ones_like(x), x));
+    const double scale = p == Norm::Linf ? 0.1 : p == Norm::L2 ? 1.0 : 5.0;
+    auto radius = (torch::rand({n}, torch::kFloat64) + 0.1) * scale;
+    auto start = x + torch::randn_like(x) * radius.view({n, 1, 1, 1}) * (p == Norm::L1 ? 0.2 : 0.5);
+    auto z = project_ball_box(x, start, radius, p, Box{0, 1});
+    auto grad = torch::randn_like(x) * (torch::rand_like(x) > 0.2);
+    grad[5].zero_();
+    auto step = radius * 0.3;
+    auto keep = torch::rand({n}, torch::kFloat64) < 0.25;
+    return {x, z, grad, radius, step, keep};
+  }
+};
+
+// project_ball_box onto [0, 1] with the device-independent tensor solvers
+// (the CPU path of project_ball_box shares its row solvers with the kernel).
+torch::Tensor sorted_projection(const torch::Tensor& x, const torch::Tensor& z, const torch::Tensor& radius, Norm p) {
+  if (p == Norm::Linf) {
+    return project_ball_box(x, z, radius, p, Box{0, 1});
+  }
+  const int64_t n = x.size(0);
+  auto x0 = x.reshape({n, -1});
+  auto zf = z.reshape({n, -1});
+  auto r = radius.to(x.options()).view({n, 1});
+  auto w = zf - x0;
+  auto offset = p == Norm::L2 ? detail::project_l2_offset_sorted(w, -x0, 1 - x0, r)
+                              : detail::project_l1_offset_sorted(w, -x0, 1 - x0, r);
+  return torch::where(offset == w, zf, x0 + offset).clamp(0, 1).view_as(z);
+}
+
+TEST_P(NormTest, FusedAscentStepMatchesTheTensorComposition) {
+  const Norm p = GetParam();
+  const Box box{0, 1};
+  const auto c = StepCase::make(p);
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    auto x = c.x.to(dtype);
+    auto z = c.z.to(dtype);
+    auto grad = c.grad.to(dtype);
+    auto step = c.step.to(dtype);
+    auto fused = ascent_step(x, z, grad, c.radius, step, p, box, c.keep);
+    ASSERT_EQ(fused.scalar_type(), dtype);
+    ASSERT_EQ(fused.sizes(), z.sizes());
+    auto moved = z + per_sample(step, z) * steepest_direction(feasible_ascent(grad, z, box), p);
+    auto expected = torch::where(per_sample(c.keep, z), z, sorted_projection(x, moved, c.radius, p));
+    const double tolerance = dtype == torch::kFloat64 ? 1e-12 : 1e-6;
+    EXPECT_LE((fused - expected).abs().max().item<double>(), tolerance) << c10::toString(dtype);
+    EXPECT_TRUE(torch::equal(fused.index({c.keep}), z.index({c.keep})));
+    if (p == Norm::Linf) {
+      // A clamp of z + step sign(g): the same float operations, the same bits.
+      EXPECT_TRUE(torch::equal(fused, expected)) << c10::toString(dtype);
+    }
+    // Moved rows: inside the box and the ball, and somewhere new.
+    EXPECT_TRUE(((fused >= 0) & (fused <= 1)).all().item<bool>());
+    auto length = lp_norm((fused - x).to(torch::kFloat64), p);
+    EXPECT_TRUE((length <= c.radius * (1 + 1e-5)).all().item<bool>());
+    auto moved_rows = (fused != z).reshape({z.size(0), -1}).any(1);
+    EXPECT_TRUE(torch::equal(moved_rows.index({c.keep}), torch::zeros({c.keep.sum().item<int64_t>()}, torch::kBool)));
+    EXPECT_GT(moved_rows.sum().item<int64_t>(), z.size(0) / 2);
+  }
+}
+
+TEST_P(NormTest, FeasibleDescentNormsMatchTheMaskedNorms) {
+  const Norm q = GetParam();
+  const Box box{0, 1};
+  const auto c = StepCase::make(Norm::L2);
+  const int64_t n = c.z.size(0);
+  const int64_t m = 3;
+  // The layout of Classifier::margin_gradients: [m, N, ...] transposed.
+  auto grads = torch::randn({m, n, 1, 7, 9}, torch::kFloat64).transpose(0, 1);
+  grads.select(1, 1)[2].zero_();
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    auto g = grads.to(dtype);
+    auto z = c.z.to(dtype);
+    auto fused = feasible_descent_norms(g, z, q, box);
+    ASSERT_EQ(fused.sizes(), (std::vector<int64_t>{n, m}));
+    auto expected = lp_norm(feasible_descent(g, z.unsqueeze(1), box).reshape({n * m, -1}), q).view({n, m});
+    const double tolerance = dtype == torch::kFloat64 ? 1e-12 : 1e-5;
+    EXPECT_TRUE(torch::allclose(fused, expected, tolerance, tolerance)) << c10::toString(dtype);
+    EXPECT_EQ(fused[2][1].item<double>(), 0.0);
+  }
+}
+
 // Kolmogorov-Smirnov statistic of samples against the uniform law on [0, 1].
 double ks_uniform(torch::Tensor u) {
   u = std::get<0>(u.flatten().to(torch::kFloat64).sort());
