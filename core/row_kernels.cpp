@@ -111,6 +111,22 @@ inline void store(T* p, Lanes v) { store_lanes(p, v); }
 template <typename T>
 inline void store(T* p, double v) { *p = static_cast<T>(v); }
 
+// v rounded to T and widened back (a no-op for double).
+typedef float FloatPair __attribute__((vector_size(8)));
+template <typename T>
+inline double round_as(double v) {
+  return static_cast<double>(static_cast<T>(v));
+}
+template <typename T>
+inline Lanes round_as(Lanes v) {
+  if constexpr (std::is_same_v<T, float>) {
+    static_assert(kLanes == 2, "FloatPair holds two lanes");
+    return __builtin_convertvector(__builtin_convertvector(v, FloatPair), Lanes);
+  } else {
+    return v;
+  }
+}
+
 // The same in T itself, 16 bytes at a time (four floats or two doubles),
 // for passes that must round exactly as the tensor operations do.
 template <typename T>
@@ -194,22 +210,20 @@ struct L2Pass {
   double fits = 0;
 };
 
-template <typename T>
-L2Pass l2_pass(const T* w, const T* l, const T* u, double t, int64_t d) {
-  L2Sums<Lanes> lanes;
-  L2Sums<double> single;
-  sweep(w, l, u, d, lanes, single, [t](auto wi, auto li, auto ui, auto& acc) {
-    using D = decltype(wi);
-    const D zero{};
-    const D room = room_of(wi, li, ui);
-    const D a = vabs(wi);
-    const auto at_bound = t * a >= room;
-    acc.saturated_room2 += at_bound ? room * room : zero;
-    acc.free_w2 += at_bound ? zero : wi * wi;
-    acc.saturated += at_bound ? zero + 1.0 : zero;
-    const D clipped = vmin(a, room);
-    acc.fits += clipped * clipped;
-  });
+template <typename D, typename Acc>
+inline void l2_accumulate(D wi, D li, D ui, double t, Acc& acc) {
+  const D zero{};
+  const D room = room_of(wi, li, ui);
+  const D a = vabs(wi);
+  const auto at_bound = t * a >= room;
+  acc.saturated_room2 += at_bound ? room * room : zero;
+  acc.free_w2 += at_bound ? zero : wi * wi;
+  acc.saturated += at_bound ? zero + 1.0 : zero;
+  const D clipped = vmin(a, room);
+  acc.fits += clipped * clipped;
+}
+
+inline L2Pass l2_total(const L2Sums<Lanes>& lanes, const L2Sums<double>& single) {
   return {
       lane_sum(lanes.saturated_room2) + single.saturated_room2,
       lane_sum(lanes.free_w2) + single.free_w2,
@@ -218,32 +232,52 @@ L2Pass l2_pass(const T* w, const T* l, const T* u, double t, int64_t d) {
 }
 
 template <typename T>
-void project_l2_row(const T* w, const T* l, const T* u, double r, T* out, int64_t d, RowScratch&) {
+L2Pass l2_pass(const T* w, const T* l, const T* u, double t, int64_t d) {
+  L2Sums<Lanes> lanes;
+  L2Sums<double> single;
+  sweep(w, l, u, d, lanes, single, [t](auto wi, auto li, auto ui, auto& acc) {
+    l2_accumulate(wi, li, ui, t, acc);
+  });
+  return l2_total(lanes, single);
+}
+
+// t from the pass at t = 0.
+template <typename T>
+double l2_scale(const T* w, const T* l, const T* u, double r, int64_t d, L2Pass pass) {
   const double r2 = r * r;
-  L2Pass pass = l2_pass(w, l, u, 0.0, d);
-  double t = 1;
-  if (pass.fits > r2) {
-    t = 0;
-    for (int64_t round = 0; round <= d; ++round) {
-      double next = pass.free_w2 > 0
-          ? std::sqrt(std::max(r2 - pass.saturated_room2, 0.0) / pass.free_w2)
-          : 1.0;
-      next = std::max(std::min(next, 1.0), t);
-      const L2Pass after = l2_pass(w, l, u, next, d);
-      const bool grew = after.saturated != pass.saturated;
-      t = next;
-      pass = after;
-      if (!grew) {
-        break;
-      }
+  if (pass.fits <= r2) {
+    return 1.0;
+  }
+  double t = 0;
+  for (int64_t round = 0; round <= d; ++round) {
+    double next = pass.free_w2 > 0
+        ? std::sqrt(std::max(r2 - pass.saturated_room2, 0.0) / pass.free_w2)
+        : 1.0;
+    next = std::max(std::min(next, 1.0), t);
+    const L2Pass after = l2_pass(w, l, u, next, d);
+    const bool grew = after.saturated != pass.saturated;
+    t = next;
+    pass = after;
+    if (!grew) {
+      break;
     }
   }
-  const T scale = static_cast<T>(t);
-#pragma omp simd
-  for (int64_t i = 0; i < d; ++i) {
-    const T v = scale * w[i];
-    out[i] = vmin(vmax(v, l[i]), u[i]);
-  }
+  return t;
+}
+
+// The offset clip(t w, l, u), with t w rounded to T as the tensor code does.
+template <typename T, typename D>
+inline D l2_offset(D wi, D li, D ui, double t) {
+  return vmin(vmax(round_as<T>(static_cast<double>(static_cast<T>(t)) * wi), li), ui);
+}
+
+template <typename T>
+void project_l2_row(const T* w, const T* l, const T* u, double r, T* out, int64_t d, RowScratch&) {
+  const double t = l2_scale(w, l, u, r, d, l2_pass(w, l, u, 0.0, d));
+  each(d, [&](int64_t i, auto width) {
+    constexpr int64_t W = decltype(width)::value;
+    store(out + i, l2_offset<T>(load<W>(w + i), load<W>(l + i), load<W>(u + i), t));
+  });
 }
 
 // L1: d_i = sign(w_i) clamp(|w_i| - lambda, 0, c_i), c_i the room of
@@ -387,41 +421,49 @@ double l1_threshold(
   return count > 0 ? std::min(std::max((constant - r) / count, lo), hi) : lo;
 }
 
+template <typename D>
+struct L1Start {
+  D g0{};     // G(0)
+  D a_max{};  // the largest |w_i|
+};
+
+template <typename D, typename Acc>
+inline void l1_accumulate_start(D wi, D li, D ui, Acc& acc) {
+  const D a = vabs(wi);
+  acc.g0 += vmin(a, vmax(room_of(wi, li, ui), D{}));
+  acc.a_max = vmax(acc.a_max, a);
+}
+
+template <typename T>
+double l1_lambda(
+    const T* w, const T* l, const T* u, double r, int64_t d, const L1Start<Lanes>& lanes,
+    const L1Start<double>& single, int newton_passes, RowScratch& s) {
+  const double g0 = lane_sum(lanes.g0) + single.g0;
+  const double a_max = std::max(lane_max(lanes.a_max), single.a_max);
+  return g0 > r ? l1_threshold(w, l, u, d, r, a_max, newton_passes, s) : 0.0;
+}
+
+// The offset sign(w) clamp(|w| - lambda, 0, c), rounded to T.
+template <typename T, typename D>
+inline D l1_offset(D wi, D li, D ui, double lambda) {
+  const D zero{};
+  const D magnitude = round_as<T>(vmin(vmax(vabs(wi) - lambda, zero), vmax(room_of(wi, li, ui), zero)));
+  return wi > zero ? magnitude : zero - magnitude;
+}
+
 template <typename T>
 void project_l1_row(
     const T* w, const T* l, const T* u, double r, T* out, int64_t d, int newton_passes, RowScratch& s) {
-  struct Start {
-    Lanes g0{};
-    Lanes a_max{};
-  } lanes;
-  struct {
-    double g0 = 0;
-    double a_max = 0;
-  } single;
+  L1Start<Lanes> lanes;
+  L1Start<double> single;
   sweep(w, l, u, d, lanes, single, [](auto wi, auto li, auto ui, auto& acc) {
-    using D = decltype(wi);
-    const D a = vabs(wi);
-    acc.g0 += vmin(a, vmax(room_of(wi, li, ui), D{}));
-    acc.a_max = vmax(acc.a_max, a);
+    l1_accumulate_start(wi, li, ui, acc);
   });
-  const double g0 = lane_sum(lanes.g0) + single.g0;
-  const double a_max = std::max(lane_max(lanes.a_max), single.a_max);
-  const double lambda = g0 > r ? l1_threshold(w, l, u, d, r, a_max, newton_passes, s) : 0.0;
-  int64_t i = 0;
-  for (; i + kLanes <= d; i += kLanes) {
-    const Lanes wi = load_lanes(w + i);
-    const Lanes a = vabs(wi);
-    const Lanes c = vmax(room_of(wi, load_lanes(l + i), load_lanes(u + i)), Lanes{});
-    const Lanes magnitude = vmin(vmax(a - lambda, Lanes{}), c);
-    store_lanes(out + i, wi > Lanes{} ? magnitude : Lanes{} - magnitude);
-  }
-  for (; i < d; ++i) {
-    const double wi = w[i];
-    const double a = std::abs(wi);
-    const double c = std::max(room_of<double>(wi, l[i], u[i]), 0.0);
-    const double magnitude = std::min(std::max(a - lambda, 0.0), c);
-    out[i] = static_cast<T>(wi > 0 ? magnitude : -magnitude);
-  }
+  const double lambda = l1_lambda(w, l, u, r, d, lanes, single, newton_passes, s);
+  each(d, [&](int64_t i, auto width) {
+    constexpr int64_t W = decltype(width)::value;
+    store(out + i, l1_offset<T>(load<W>(w + i), load<W>(l + i), load<W>(u + i), lambda));
+  });
 }
 
 template <typename T>
