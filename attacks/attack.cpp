@@ -26,7 +26,7 @@ AttackResult finish(
   const Box box = model.spec().domain;
   auto clipped = x_adv.detach().clamp(box.lo, box.hi);
   AttackResult result;
-  result.success = model.predict(clipped) != c;
+  result.success = model.misclassified(clipped, c);
   result.x_adv = torch::where(per_sample(result.success, x), clipped, x);
   auto distance = lp_norm((result.x_adv - x).to(torch::kFloat64), p);
   result.distance = torch::where(
@@ -106,7 +106,7 @@ AttackResult MinimalAttack::run(
   auto candidate = search(model, x, c, gradients);
   const Box box = model.spec().domain;
   candidate = candidate.detach().clamp(box.lo, box.hi);
-  auto success = model.predict(candidate) != c;
+  auto success = model.misclassified(candidate, c);
   candidate = refine_to_boundary(model, x, candidate, c, success, refine_.steps);
   AttackResult result = finish(model, x, candidate, c, norm_);
   result.gradients = gradients;
@@ -134,11 +134,14 @@ torch::Tensor refine_to_boundary(
   for (int i = 0; i < steps; ++i) {
     auto mid = (lo + hi) / 2;
     auto probe = x + per_sample(mid, x) * direction;
-    auto adversarial = (model.predict(probe) != c) & success;
+    auto adversarial = model.misclassified(probe, c) & success;
     hi = torch::where(adversarial, mid, hi);
     lo = torch::where(adversarial | ~success, lo, mid);
   }
-  return x + per_sample(hi, x) * direction;
+  // Where no probe was misclassified, x_adv itself (x + 1 (x_adv - x) need
+  // not round back to it); elsewhere the last misclassified probe, computed
+  // the same way.
+  return torch::where(per_sample(hi == 1, x), x_adv, x + per_sample(hi, x) * direction);
 }
 
 std::vector<std::string> attack_names() {

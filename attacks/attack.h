@@ -9,7 +9,9 @@
 // batched over samples, on the classifier's device.
 //
 // "Misclassified" means argmax f(x_adv) != c with c = argmax f(x), the
-// predicted class at the clean input (DESIGN.md's rho_p).
+// predicted class at the clean input (DESIGN.md's rho_p), read strictly:
+// some class j != c has f_j(x_adv) > f_c(x_adv); a tie with c does not count
+// (Classifier::misclassified).
 #pragma once
 
 #include <memory>

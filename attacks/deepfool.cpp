@@ -52,8 +52,8 @@ torch::Tensor DeepFool::search(
   auto z = x.detach().clone();
   for (int it = 0; it < options_.max_iterations; ++it) {
     // One host sync per iteration: work only on samples still classified c.
-    auto predicted = it == 0 ? logits.argmax(1) : model.predict(z);
-    auto active = (predicted == c).nonzero().squeeze(1);
+    auto done = it == 0 ? misclassified_logits(logits, c) : model.misclassified(z, c);
+    auto active = (~done).nonzero().squeeze(1);
     if (active.numel() == 0) {
       break;
     }

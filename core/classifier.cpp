@@ -1,5 +1,7 @@
 #include "core/classifier.h"
 
+#include <limits>
+
 #include <torch/torch.h>
 
 #include "core/error.h"
@@ -69,6 +71,17 @@ torch::Tensor Classifier::logits_with_grad(const torch::Tensor& x) const {
 
 torch::Tensor Classifier::predict(const torch::Tensor& x) const {
   return logits(x).argmax(1);
+}
+
+torch::Tensor misclassified_logits(const torch::Tensor& logits, const torch::Tensor& c) {
+  auto column = c.view({-1, 1});
+  auto own = logits.gather(1, column).squeeze(1);
+  auto others = logits.scatter(1, column, -std::numeric_limits<double>::infinity());
+  return others.amax(1) > own;
+}
+
+torch::Tensor Classifier::misclassified(const torch::Tensor& x, const torch::Tensor& c) const {
+  return misclassified_logits(logits(x), c);
 }
 
 torch::Tensor Classifier::margins(const torch::Tensor& x, const torch::Tensor& c) const {

@@ -27,6 +27,9 @@ struct MarginGradients {
   torch::Tensor grads;   // [N, m, C, H, W]
 };
 
+// misclassified() from logits [N, k] already computed.
+torch::Tensor misclassified_logits(const torch::Tensor& logits, const torch::Tensor& c);
+
 class Classifier {
  public:
   using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
@@ -69,6 +72,9 @@ class Classifier {
   torch::Tensor logits_with_grad(const torch::Tensor& x) const;
   // argmax_j f_j(x): [N] int64.
   torch::Tensor predict(const torch::Tensor& x) const;
+  // bool [N]: some class j != c has a logit strictly above f_c(x). A tie
+  // with c is not a misclassification (argmax would break it by index).
+  torch::Tensor misclassified(const torch::Tensor& x, const torch::Tensor& c) const;
   // g_j(x) = f_c(x) - f_j(x) for every class j, [N, k]; g_c = 0.
   torch::Tensor margins(const torch::Tensor& x, const torch::Tensor& c) const;
 

@@ -6,7 +6,9 @@ usage: scripts/perf_table.py results/micro.json
 Reads Google Benchmark's JSON output of build/boundbench_micro and prints, per
 model, the time of one forward+backward pass of the batch and the cost of one
 PGD step and one DeepFool iteration as ratios to it (DeepFool also as a ratio
-to its k class gradients computed in one batched backward).
+to its k class gradients computed in one batched backward), and the share of
+the batch that PGD had made adversarial by the end of its run (rows it then
+stopped moving).
 """
 import json
 import sys
@@ -23,6 +25,7 @@ def main(path):
             row["fwd_bwd_ms"] = bench["real_time"]
         elif kind == "pgd_step":
             row[f"pgd_{rest[0]}"] = bench["ratio_to_fwd_bwd"]
+            row[f"adv_{rest[0]}"] = bench.get("adversarial", float("nan"))
         elif kind == "deepfool_iteration":
             row[f"df_{rest[0]}"] = bench["ratio_to_k_gradients"]
             row[f"dfk_{rest[0]}"] = bench["k_gradients_to_fwd_bwd"]
@@ -30,12 +33,14 @@ def main(path):
     print(f"Batch {context.get('batch', '?')}, device {context.get('device', '?')}, "
           f"{context.get('threads', '?')} threads, LibTorch {context.get('libtorch', '?')}.\n")
     print("| model | fwd+bwd (ms) | PGD step / fwd+bwd: L1, L2, Linf "
-          "| DeepFool iteration / its k gradients: L1, L2, Linf | k gradients / fwd+bwd |")
-    print("|---|---|---|---|---|")
+          "| PGD rows adversarial at the end | DeepFool iteration / its k gradients: L1, L2, Linf "
+          "| k gradients / fwd+bwd |")
+    print("|---|---|---|---|---|---|")
     for model, row in rows.items():
         pgd = ", ".join(f"{row.get('pgd_' + n, float('nan')):.2f}" for n in ("L1", "L2", "Linf"))
+        adv = ", ".join(f"{100 * row.get('adv_' + n, float('nan')):.0f}%" for n in ("L1", "L2", "Linf"))
         df = ", ".join(f"{row.get('df_' + n, float('nan')):.2f}" for n in ("L1", "L2", "Linf"))
-        print(f"| {model} | {row.get('fwd_bwd_ms', float('nan')):.1f} | {pgd} | {df} "
+        print(f"| {model} | {row.get('fwd_bwd_ms', float('nan')):.1f} | {pgd} | {adv} | {df} "
               f"| {row.get('dfk_L2', float('nan')):.1f} |")
 
 

@@ -153,6 +153,43 @@ TEST(Pgd, IteratesStayInsideBallAndBox) {
   }
 }
 
+TEST(Refinement, KeepsTheExampleItselfWhenNoProbeIsMisclassified) {
+  // One input, two classes, f = (0, x - t): the boundary t lies just below
+  // x_adv, closer to it than any bisection probe.
+  const double t = 0.9 - 1e-8;
+  Classifier model(
+      [t](const torch::Tensor& x) {
+        auto v = x.flatten(1);
+        return torch::cat({torch::zeros_like(v), v - t}, 1);
+      },
+      InputSpec{{1}, 2, Box{0, 1}},
+      torch::kCPU,
+      "threshold");
+  auto x = torch::tensor({{0.3}}, torch::kFloat64);
+  auto x_adv = torch::tensor({{0.9}}, torch::kFloat64);
+  auto c = torch::tensor({0}, torch::kInt64);
+  auto success = model.misclassified(x_adv, c);
+  ASSERT_TRUE(success.item<bool>());
+  // The rounding this guards against: x + 1 (x_adv - x) is not x_adv here.
+  ASSERT_NE((x + (x_adv - x)).item<double>(), 0.9);
+  auto refined = refine_to_boundary(model, x, x_adv, c, success, 20);
+  EXPECT_TRUE(torch::equal(refined, x_adv));
+}
+
+TEST(Refinement, ATieWithThePredictedClassIsNotAMisclassification) {
+  // f = (x_1, x_2). At x_1 = x_2 argmax says class 0, yet neither class is
+  // strictly ahead of the other.
+  Classifier model(
+      [](const torch::Tensor& x) { return x.flatten(1); }, InputSpec{{2}, 2, Box{0, 1}}, torch::kCPU,
+      "identity");
+  auto x = torch::tensor({{0.5, 0.5}, {0.5, 0.5}, {0.4, 0.6}, {0.6, 0.4}}, torch::kFloat64);
+  auto c = torch::tensor({0, 1, 0, 0}, torch::kInt64);
+  EXPECT_EQ(model.predict(x)[0].item<int64_t>(), 0);
+  auto expected = torch::tensor({false, false, true, false});
+  EXPECT_TRUE(torch::equal(model.misclassified(x, c), expected));
+  EXPECT_TRUE(torch::equal(misclassified_logits(model.logits(x), c), expected));
+}
+
 TEST(Pgd, FeasibleDirectionsDropOnlyBlockedCoordinates) {
   // z on the lower face, inside, on the upper face; gradients of both signs.
   auto z = torch::tensor({0.0, 0.5, 1.0, 0.0, 0.5, 1.0}, torch::kFloat64).view({1, 6});
@@ -287,7 +324,7 @@ TEST(ZooAttacks, EveryRegisteredAttackFindsCheckedExamples) {
       // Every reported example is in D, misclassified, at the reported distance.
       EXPECT_GE(r.x_adv.min().item<float>(), 0.0f);
       EXPECT_LE(r.x_adv.max().item<float>(), 1.0f);
-      auto still = model.predict(r.x_adv) != c;
+      auto still = model.misclassified(r.x_adv, c);
       EXPECT_TRUE(torch::equal(still, r.success));
       auto measured = lp_norm((r.x_adv - f.images).to(torch::kFloat64), p);
       EXPECT_TRUE(torch::allclose(measured.masked_select(r.success), r.distance.masked_select(r.success)));
