@@ -51,7 +51,9 @@ torch::Tensor Pgd::perturb(
     torch::Tensor& gradients) const {
   const Box box = model.spec().domain;
   const Norm p = norm();
-  auto step = epsilon * options_.rel_stepsize;
+  // Budgets and steps as the float64 the step kernel reads (converted once).
+  auto radius = epsilon.to(torch::kFloat64);
+  auto step = radius * options_.rel_stepsize;
   auto z = x.detach();
   if (options_.random_start) {
     z = sample_ball(x, epsilon, p, /*draws=*/1).select(1, 0).clamp(box.lo, box.hi);
@@ -67,7 +69,7 @@ torch::Tensor Pgd::perturb(
     auto others = logits.scatter(1, column, -std::numeric_limits<float>::infinity());
     auto loss = others.amax(1) - own;  // > 0 exactly when misclassified
     auto grad = torch::autograd::grad({loss.sum()}, {zg})[0];
-    z = ascent_step(x, z, grad, epsilon, step, p, box, /*keep=*/loss.detach() > 0);
+    z = ascent_step(x, z, grad, radius, step, p, box, /*keep=*/loss.detach() > 0);
   }
   gradients += options_.steps;
   return z;

@@ -504,20 +504,19 @@ torch::Tensor radius_values(const torch::Tensor& r, int64_t n) {
 // Rows [begin, end) of ascent_step_cpu.
 template <typename T>
 void ascent_rows(
-    const T* xp, const T* zp, const T* gp, const double* rp, const double* sp, const uint8_t* kp, T* op,
+    const T* xp, const T* zp, const T* gp, const double* rp, const double* sp, const bool* kp, T* op,
     int64_t d, Norm p, double lo, double hi, int64_t begin, int64_t end) {
   RowScratch scratch;
-  std::vector<T> buffer(p == Norm::Linf ? 0 : 4 * d);
+  std::vector<T> buffer(p == Norm::Linf ? 0 : 3 * d);
   T* w = buffer.data();
   T* l = w + d;
   T* u = l + d;
-  T* offset = u + d;
   for (int64_t row = begin; row < end; ++row) {
     const T* xr = xp + row * d;
     const T* zr = zp + row * d;
     const T* gr = gp + row * d;
     T* o = op + row * d;
-    if (kp[row] != 0) {
+    if (kp[row]) {
       std::copy(zr, zr + d, o);
       continue;
     }
@@ -550,15 +549,36 @@ void ascent_rows(
         const auto f = feasible_up(g, z, lo, hi);
         acc += f * f;
       });
-      // As the tensor composition: the length rounded to T, then g / length.
-      const double length = static_cast<T>(std::sqrt(lane_sum(lane_squares) + squares));
-      const double divisor = length > 0 ? length : 1.0;
-      const double scale = length > 0 ? static_cast<double>(eta) : 0.0;
-      each(d, [&](int64_t i, auto width) {
-        constexpr int64_t W = decltype(width)::value;
-        const auto z = load<W>(zr + i);
-        store(o + i, z + scale * (feasible_up(load<W>(gr + i), z, lo, hi) / divisor));
+      // In T from here, as the tensor composition: the length rounded to T,
+      // z + eta (g / length), then the offsets; one pass.
+      const T length = static_cast<T>(std::sqrt(lane_sum(lane_squares) + squares));
+      const bool moves = length > 0;
+      const T te = static_cast<T>(eta);
+      const T tlo = static_cast<T>(lo);
+      const T thi = static_cast<T>(hi);
+      each_native<T>(d, [&](int64_t i, auto tag) {
+        using V = decltype(tag);
+        const V zero{};
+        const V z = load_native<V>(zr + i);
+        const V x = load_native<V>(xr + i);
+        const V f = feasible_up(load_native<V>(gr + i), z, tlo, thi);
+        const V moved = moves ? z + te * (f / (zero + length)) : z;
+        store_native(o + i, moved);
+        store_native(w + i, moved - x);
+        store_native(l + i, (zero + tlo) - x);
+        store_native(u + i, (zero + thi) - x);
       });
+      const T scale = static_cast<T>(l2_scale(w, l, u, r, d, l2_pass(w, l, u, 0.0, d)));
+      each_native<T>(d, [&](int64_t i, auto tag) {
+        using V = decltype(tag);
+        const V zero{};
+        const V wi = load_native<V>(w + i);
+        const V shift = vmin(vmax(scale * wi, load_native<V>(l + i)), load_native<V>(u + i));
+        // Coordinates the projection leaves alone keep their exact value.
+        const V y = shift == wi ? load_native<V>(o + i) : load_native<V>(xr + i) + shift;
+        store_native(o + i, vmin(vmax(y, zero + tlo), zero + thi));
+      });
+      continue;
     } else {
       // The first coordinate of largest feasible |g|, as argmax.
       Lanes best = Lanes{} - 1.0;
@@ -596,21 +616,33 @@ void ascent_rows(
         o[index] = static_cast<T>(zr[index] + eta * (gr[index] > 0 ? 1.0 : -1.0));
       }
     }
-    each(d, [&](int64_t i, auto width) {
-      constexpr int64_t W = decltype(width)::value;
-      const auto x = load<W>(xr + i);
-      store(w + i, load<W>(o + i) - x);
-      store(l + i, lo - x);
-      store(u + i, hi - x);
+    // L1, in T but for the threshold: the offsets, lambda, the projected point.
+    const T tlo = static_cast<T>(lo);
+    const T thi = static_cast<T>(hi);
+    each_native<T>(d, [&](int64_t i, auto tag) {
+      using V = decltype(tag);
+      const V zero{};
+      const V x = load_native<V>(xr + i);
+      store_native(w + i, load_native<V>(o + i) - x);
+      store_native(l + i, (zero + tlo) - x);
+      store_native(u + i, (zero + thi) - x);
     });
-    project_row(p, w, l, u, r, offset, d, scratch);
-    each(d, [&](int64_t i, auto width) {
-      constexpr int64_t W = decltype(width)::value;
-      const auto moved = load<W>(o + i);
-      const auto shift = load<W>(offset + i);
+    L1Start<Lanes> lanes;
+    L1Start<double> single;
+    sweep(w, l, u, d, lanes, single, [](auto wi, auto li, auto ui, auto& acc) {
+      l1_accumulate_start(wi, li, ui, acc);
+    });
+    const T lambda = static_cast<T>(l1_lambda(w, l, u, r, d, lanes, single, kL1NewtonPasses, scratch));
+    each_native<T>(d, [&](int64_t i, auto tag) {
+      using V = decltype(tag);
+      const V zero{};
+      const V wi = load_native<V>(w + i);
+      const V room = vmax(room_of(wi, load_native<V>(l + i), load_native<V>(u + i)), zero);
+      const V magnitude = vmin(vmax(vabs(wi) - lambda, zero), room);
+      const V shift = wi > zero ? magnitude : zero - magnitude;
       // Coordinates the projection leaves alone keep their exact value.
-      const auto y = shift == load<W>(w + i) ? moved : load<W>(xr + i) + shift;
-      store(o + i, vmin(vmax(y, decltype(y){} + lo), decltype(y){} + hi));
+      const V y = shift == wi ? load_native<V>(o + i) : load_native<V>(xr + i) + shift;
+      store_native(o + i, vmin(vmax(y, zero + tlo), zero + thi));
     });
   }
 }
@@ -669,9 +701,9 @@ torch::Tensor ascent_step_cpu(
   auto gc = grad.reshape({n, d}).to(z.scalar_type()).contiguous();
   auto rc = radius_values(radius, n);
   auto sc = radius_values(step, n);
-  // One byte a row: 1 where the row keeps z.
-  auto kc = keep.defined() ? keep.reshape({-1}).to(torch::kCPU, torch::kUInt8).contiguous()
-                           : torch::zeros({n}, torch::kUInt8);
+  // True where the row keeps z.
+  auto kc = keep.defined() ? keep.reshape({-1}).to(torch::kCPU, torch::kBool).contiguous()
+                           : torch::zeros({n}, torch::kBool);
   BB_ASSERT(kc.numel() == n, "keep must have {} entries, has {}", n, kc.numel());
   auto out = torch::empty_like(zc);
   AT_DISPATCH_FLOATING_TYPES(zc.scalar_type(), "ascent_step_cpu", [&] {
@@ -679,7 +711,7 @@ torch::Tensor ascent_step_cpu(
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
       ascent_rows(
           xc.data_ptr<T>(), zc.data_ptr<T>(), gc.data_ptr<T>(), rc.data_ptr<double>(),
-          sc.data_ptr<double>(), kc.data_ptr<uint8_t>(), out.data_ptr<T>(), d, p, static_cast<T>(box.lo),
+          sc.data_ptr<double>(), kc.data_ptr<bool>(), out.data_ptr<T>(), d, p, static_cast<T>(box.lo),
           static_cast<T>(box.hi), begin, end);
     });
   });
