@@ -72,6 +72,8 @@ void bm_forward_backward(benchmark::State& state, Setup s) {
 // One step of PGD with its default options (40 steps, random start on),
 // timed as a whole default run divided by its steps, so that the random
 // start and the bookkeeping weigh in as they do in a real run.
+constexpr int kBaselineSamples = 4;
+
 void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
   const bb::PgdOptions options;
   TimedPgd pgd(p, options);
@@ -82,7 +84,11 @@ void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
   double step = 0;
   double baseline = 0;
   for (auto _ : state) {
-    baseline += forward_backward(s);
+    // The run is 40 steps: several baseline samples per run keep the paired
+    // ratio from resting on one noisy forward+backward pass.
+    for (int k = 0; k < kBaselineSamples; ++k) {
+      baseline += forward_backward(s) / kBaselineSamples;
+    }
     bb::Stopwatch watch(s.model->classifier.device());
     auto gradients = torch::zeros({s.x.size(0)}, s.c.options());
     auto z = pgd.perturb(s.model->classifier, s.x, s.c, eps, gradients);
