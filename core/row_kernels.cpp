@@ -51,29 +51,30 @@ inline void store_lanes(T* p, Lanes v) {
   }
 }
 
-inline double lane_sum(double v) { return v; }
-inline double lane_sum(Lanes v) {
-  double total = 0;
-  for (int64_t k = 0; k < kLanes; ++k) {
-    total += v[k];
-  }
-  return total;
+// The lanes of v folded into one double by `op` (a scalar is its own fold).
+template <typename Op>
+inline double lane_fold(double v, Op) {
+  return v;
 }
-inline double lane_min(double v) { return v; }
-inline double lane_min(Lanes v) {
-  double least = v[0];
+template <typename Op>
+inline double lane_fold(Lanes v, Op op) {
+  double folded = v[0];
   for (int64_t k = 1; k < kLanes; ++k) {
-    least = std::min(least, v[k]);
+    folded = op(folded, v[k]);
   }
-  return least;
+  return folded;
 }
-inline double lane_max(double v) { return v; }
-inline double lane_max(Lanes v) {
-  double most = v[0];
-  for (int64_t k = 1; k < kLanes; ++k) {
-    most = std::max(most, v[k]);
-  }
-  return most;
+template <typename D>
+inline double lane_sum(D v) {
+  return lane_fold(v, [](double a, double b) { return a + b; });
+}
+template <typename D>
+inline double lane_min(D v) {
+  return lane_fold(v, [](double a, double b) { return std::min(a, b); });
+}
+template <typename D>
+inline double lane_max(D v) {
+  return lane_fold(v, [](double a, double b) { return std::max(a, b); });
 }
 
 // std::min and std::max, std::abs, for doubles and Lanes alike.
@@ -522,12 +523,12 @@ void ascent_rows(
     }
     const double r = static_cast<T>(rp[row]);
     const double eta = static_cast<T>(sp[row]);
+    const T te = static_cast<T>(eta);
+    const T tlo = static_cast<T>(lo);
+    const T thi = static_cast<T>(hi);
     if (p == Norm::Linf) {
       // In T throughout, as the tensor composition: a clamp of z + eta sign(g).
       const T tr = static_cast<T>(r);
-      const T te = static_cast<T>(eta);
-      const T tlo = static_cast<T>(lo);
-      const T thi = static_cast<T>(hi);
       each_native<T>(d, [&](int64_t i, auto tag) {
         using V = decltype(tag);
         const V zero{};
@@ -553,9 +554,6 @@ void ascent_rows(
       // z + eta (g / length), then the offsets; one pass.
       const T length = static_cast<T>(std::sqrt(lane_sum(lane_squares) + squares));
       const bool moves = length > 0;
-      const T te = static_cast<T>(eta);
-      const T tlo = static_cast<T>(lo);
-      const T thi = static_cast<T>(hi);
       each_native<T>(d, [&](int64_t i, auto tag) {
         using V = decltype(tag);
         const V zero{};
@@ -617,8 +615,6 @@ void ascent_rows(
       }
     }
     // L1, in T but for the threshold: the offsets, lambda, the projected point.
-    const T tlo = static_cast<T>(lo);
-    const T thi = static_cast<T>(hi);
     each_native<T>(d, [&](int64_t i, auto tag) {
       using V = decltype(tag);
       const V zero{};
