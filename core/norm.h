@@ -107,6 +107,13 @@ torch::Tensor ascent_step_cpu(
     const torch::Tensor& radius, const torch::Tensor& step, Norm p, Box box,
     const torch::Tensor& keep);
 torch::Tensor feasible_descent_norms_cpu(const torch::Tensor& grads, const torch::Tensor& z, Norm q, Box box);
+// The CPU kernels come in one variant per vector unit: "avx512", "avx2" and
+// "sse2" on x86-64 ("generic" elsewhere). The widest one this CPU has runs;
+// use_row_kernel_isa picks another (tests and benchmarks compare them), ""
+// the widest again. An unsupported name is a bb::Error listing the others.
+std::vector<std::string> row_kernel_isas();  // this CPU's, widest first
+std::string row_kernel_isa();                // the one in use
+void use_row_kernel_isa(const std::string& name);
 }  // namespace detail
 
 // `draws` points uniformly distributed in B_p(center, radius) for each sample,

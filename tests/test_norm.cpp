@@ -133,6 +133,39 @@ TEST(NormProjection, ExactWhereBallThenClipIsNot) {
   EXPECT_LT((y - z).norm().item<double>(), (naive - z).norm().item<double>() - 1e-3);
 }
 
+// The CPU row kernels come in one variant per vector unit; body runs once
+// with each variant this CPU has, and the widest is restored after.
+template <typename F>
+void for_each_row_kernel_isa(F body) {
+  struct Restore {
+    ~Restore() { detail::use_row_kernel_isa(""); }
+  } restore;
+  for (const auto& isa : detail::row_kernel_isas()) {
+    SCOPED_TRACE("row kernels: " + isa);
+    detail::use_row_kernel_isa(isa);
+    body();
+  }
+}
+
+TEST(RowKernels, EveryCpuHasTheBaselineAndUnknownVariantsAreRefused) {
+  const auto isas = detail::row_kernel_isas();
+  ASSERT_FALSE(isas.empty());
+  EXPECT_TRUE(isas.back() == "sse2" || isas.back() == "generic");
+  EXPECT_EQ(detail::row_kernel_isa(), isas.front());
+  detail::use_row_kernel_isa(isas.back());
+  EXPECT_EQ(detail::row_kernel_isa(), isas.back());
+  try {
+    detail::use_row_kernel_isa("avx9000");
+    ADD_FAILURE() << "an unknown variant was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("avx9000"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(isas.back()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(detail::row_kernel_isa(), isas.back());
+  detail::use_row_kernel_isa("");
+  EXPECT_EQ(detail::row_kernel_isa(), isas.front());
+}
+
 // Image-like cases: pixels at 0 and 1 (which saturate at once), steps of all
 // sizes, and radii from tiny to large, so that the CPU's L2 solver needs
 // several rounds, some rows fit in the ball as they are, and the others end
@@ -155,37 +188,41 @@ struct HighDimensionCase {
 class SolverTest : public ::testing::TestWithParam<Norm> {};
 
 TEST_P(SolverTest, CpuAndTensorSolversAgreeInHighDimension) {
-  const Norm p = GetParam();
-  const auto c = p == Norm::L2 ? HighDimensionCase::make(-3, 1.5) : HighDimensionCase::make(-2, 2.5);
-  auto sorted = p == Norm::L2 ? detail::project_l2_offset_sorted(c.w, c.l, c.u, c.r)
-                              : detail::project_l1_offset_sorted(c.w, c.l, c.u, c.r);
-  auto cpu = detail::project_offset_cpu(c.w, c.l, c.u, c.r, p);
-  EXPECT_LE((sorted - cpu).abs().max().item<double>(), 1e-12);
-  // Inside the ball up to the rounding of a sum of 784 terms (the same
-  // tolerance as the brute-force test above).
-  auto length = lp_norm(cpu, p).view({-1, 1});
-  EXPECT_TRUE((length <= c.r * (1 + 1e-9)).all().item<bool>());
-  EXPECT_TRUE(((cpu >= c.l) & (cpu <= c.u)).all().item<bool>());
-  auto fits = lp_norm(torch::min(torch::max(c.w, c.l), c.u), p).view({-1, 1}) <= c.r;
-  EXPECT_TRUE(fits.any().item<bool>() && (~fits).any().item<bool>());
-  auto on_sphere = ((length - c.r).abs() <= 1e-9 * c.r) | fits;
-  EXPECT_TRUE(on_sphere.all().item<bool>());
-  // float32 inputs: the same answer within float rounding.
-  auto single = detail::project_offset_cpu(
-      c.w.to(torch::kFloat32), c.l.to(torch::kFloat32), c.u.to(torch::kFloat32), c.r.to(torch::kFloat32), p);
-  EXPECT_EQ(single.scalar_type(), torch::kFloat32);
-  EXPECT_LE((single.to(torch::kFloat64) - cpu).abs().max().item<double>(), 1e-5);
+  for_each_row_kernel_isa([&] {
+    const Norm p = GetParam();
+    const auto c = p == Norm::L2 ? HighDimensionCase::make(-3, 1.5) : HighDimensionCase::make(-2, 2.5);
+    auto sorted = p == Norm::L2 ? detail::project_l2_offset_sorted(c.w, c.l, c.u, c.r)
+                                : detail::project_l1_offset_sorted(c.w, c.l, c.u, c.r);
+    auto cpu = detail::project_offset_cpu(c.w, c.l, c.u, c.r, p);
+    EXPECT_LE((sorted - cpu).abs().max().item<double>(), 1e-12);
+    // Inside the ball up to the rounding of a sum of 784 terms (the same
+    // tolerance as the brute-force test above).
+    auto length = lp_norm(cpu, p).view({-1, 1});
+    EXPECT_TRUE((length <= c.r * (1 + 1e-9)).all().item<bool>());
+    EXPECT_TRUE(((cpu >= c.l) & (cpu <= c.u)).all().item<bool>());
+    auto fits = lp_norm(torch::min(torch::max(c.w, c.l), c.u), p).view({-1, 1}) <= c.r;
+    EXPECT_TRUE(fits.any().item<bool>() && (~fits).any().item<bool>());
+    auto on_sphere = ((length - c.r).abs() <= 1e-9 * c.r) | fits;
+    EXPECT_TRUE(on_sphere.all().item<bool>());
+    // float32 inputs: the same answer within float rounding.
+    auto single = detail::project_offset_cpu(
+        c.w.to(torch::kFloat32), c.l.to(torch::kFloat32), c.u.to(torch::kFloat32), c.r.to(torch::kFloat32), p);
+    EXPECT_EQ(single.scalar_type(), torch::kFloat32);
+    EXPECT_LE((single.to(torch::kFloat64) - cpu).abs().max().item<double>(), 1e-5);
+  });
 }
 
 // The L1 solver's fallback, median selection over the kinks, is exact on
 // its own and wherever Newton hands over to it.
 TEST(L1Solver, MedianSelectionAgreesAfterAnyNumberOfNewtonPasses) {
-  const auto c = HighDimensionCase::make(-2, 2.5);
-  auto sorted = detail::project_l1_offset_sorted(c.w, c.l, c.u, c.r);
-  for (int passes : {0, 1, 2, 3, detail::kL1NewtonPasses}) {
-    auto cpu = detail::project_offset_cpu(c.w, c.l, c.u, c.r, Norm::L1, passes);
-    EXPECT_LE((cpu - sorted).abs().max().item<double>(), 1e-12) << passes << " Newton passes";
-  }
+  for_each_row_kernel_isa([&] {
+    const auto c = HighDimensionCase::make(-2, 2.5);
+    auto sorted = detail::project_l1_offset_sorted(c.w, c.l, c.u, c.r);
+    for (int passes : {0, 1, 2, 3, detail::kL1NewtonPasses}) {
+      auto cpu = detail::project_offset_cpu(c.w, c.l, c.u, c.r, Norm::L1, passes);
+      EXPECT_LE((cpu - sorted).abs().max().item<double>(), 1e-12) << passes << " Newton passes";
+    }
+  });
 }
 
 // Image-like rows with pixels on both faces of the box, gradients with
@@ -227,55 +264,59 @@ torch::Tensor sorted_projection(const torch::Tensor& x, const torch::Tensor& z, 
 }
 
 TEST_P(NormTest, FusedAscentStepMatchesTheTensorComposition) {
-  const Norm p = GetParam();
-  const Box box{0, 1};
-  const auto c = StepCase::make(p);
-  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
-    auto x = c.x.to(dtype);
-    auto z = c.z.to(dtype);
-    auto grad = c.grad.to(dtype);
-    auto step = c.step.to(dtype);
-    auto fused = ascent_step(x, z, grad, c.radius, step, p, box, c.keep);
-    ASSERT_EQ(fused.scalar_type(), dtype);
-    ASSERT_EQ(fused.sizes(), z.sizes());
-    auto moved = z + per_sample(step, z) * steepest_direction(feasible_ascent(grad, z, box), p);
-    auto expected = torch::where(per_sample(c.keep, z), z, sorted_projection(x, moved, c.radius, p));
-    const double tolerance = dtype == torch::kFloat64 ? 1e-12 : 1e-6;
-    EXPECT_LE((fused - expected).abs().max().item<double>(), tolerance) << c10::toString(dtype);
-    EXPECT_TRUE(torch::equal(fused.index({c.keep}), z.index({c.keep})));
-    if (p == Norm::Linf) {
-      // A clamp of z + step sign(g): the same float operations, the same bits.
-      EXPECT_TRUE(torch::equal(fused, expected)) << c10::toString(dtype);
+  for_each_row_kernel_isa([&] {
+    const Norm p = GetParam();
+    const Box box{0, 1};
+    const auto c = StepCase::make(p);
+    for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+      auto x = c.x.to(dtype);
+      auto z = c.z.to(dtype);
+      auto grad = c.grad.to(dtype);
+      auto step = c.step.to(dtype);
+      auto fused = ascent_step(x, z, grad, c.radius, step, p, box, c.keep);
+      ASSERT_EQ(fused.scalar_type(), dtype);
+      ASSERT_EQ(fused.sizes(), z.sizes());
+      auto moved = z + per_sample(step, z) * steepest_direction(feasible_ascent(grad, z, box), p);
+      auto expected = torch::where(per_sample(c.keep, z), z, sorted_projection(x, moved, c.radius, p));
+      const double tolerance = dtype == torch::kFloat64 ? 1e-12 : 1e-6;
+      EXPECT_LE((fused - expected).abs().max().item<double>(), tolerance) << c10::toString(dtype);
+      EXPECT_TRUE(torch::equal(fused.index({c.keep}), z.index({c.keep})));
+      if (p == Norm::Linf) {
+        // A clamp of z + step sign(g): the same float operations, the same bits.
+        EXPECT_TRUE(torch::equal(fused, expected)) << c10::toString(dtype);
+      }
+      // Moved rows: inside the box and the ball, and somewhere new.
+      EXPECT_TRUE(((fused >= 0) & (fused <= 1)).all().item<bool>());
+      auto length = lp_norm((fused - x).to(torch::kFloat64), p);
+      EXPECT_TRUE((length <= c.radius * (1 + 1e-5)).all().item<bool>());
+      auto moved_rows = (fused != z).reshape({z.size(0), -1}).any(1);
+      EXPECT_TRUE(torch::equal(moved_rows.index({c.keep}), torch::zeros({c.keep.sum().item<int64_t>()}, torch::kBool)));
+      EXPECT_GT(moved_rows.sum().item<int64_t>(), z.size(0) / 2);
     }
-    // Moved rows: inside the box and the ball, and somewhere new.
-    EXPECT_TRUE(((fused >= 0) & (fused <= 1)).all().item<bool>());
-    auto length = lp_norm((fused - x).to(torch::kFloat64), p);
-    EXPECT_TRUE((length <= c.radius * (1 + 1e-5)).all().item<bool>());
-    auto moved_rows = (fused != z).reshape({z.size(0), -1}).any(1);
-    EXPECT_TRUE(torch::equal(moved_rows.index({c.keep}), torch::zeros({c.keep.sum().item<int64_t>()}, torch::kBool)));
-    EXPECT_GT(moved_rows.sum().item<int64_t>(), z.size(0) / 2);
-  }
+  });
 }
 
 TEST_P(NormTest, FeasibleDescentNormsMatchTheMaskedNorms) {
-  const Norm q = GetParam();
-  const Box box{0, 1};
-  const auto c = StepCase::make(Norm::L2);
-  const int64_t n = c.z.size(0);
-  const int64_t m = 3;
-  // The layout of Classifier::margin_gradients: [m, N, ...] transposed.
-  auto grads = torch::randn({m, n, 1, 7, 9}, torch::kFloat64).transpose(0, 1);
-  grads.select(1, 1)[2].zero_();
-  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
-    auto g = grads.to(dtype);
-    auto z = c.z.to(dtype);
-    auto fused = feasible_descent_norms(g, z, q, box);
-    ASSERT_EQ(fused.sizes(), (std::vector<int64_t>{n, m}));
-    auto expected = lp_norm(feasible_descent(g, z.unsqueeze(1), box).reshape({n * m, -1}), q).view({n, m});
-    const double tolerance = dtype == torch::kFloat64 ? 1e-12 : 1e-5;
-    EXPECT_TRUE(torch::allclose(fused, expected, tolerance, tolerance)) << c10::toString(dtype);
-    EXPECT_EQ(fused[2][1].item<double>(), 0.0);
-  }
+  for_each_row_kernel_isa([&] {
+    const Norm q = GetParam();
+    const Box box{0, 1};
+    const auto c = StepCase::make(Norm::L2);
+    const int64_t n = c.z.size(0);
+    const int64_t m = 3;
+    // The layout of Classifier::margin_gradients: [m, N, ...] transposed.
+    auto grads = torch::randn({m, n, 1, 7, 9}, torch::kFloat64).transpose(0, 1);
+    grads.select(1, 1)[2].zero_();
+    for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+      auto g = grads.to(dtype);
+      auto z = c.z.to(dtype);
+      auto fused = feasible_descent_norms(g, z, q, box);
+      ASSERT_EQ(fused.sizes(), (std::vector<int64_t>{n, m}));
+      auto expected = lp_norm(feasible_descent(g, z.unsqueeze(1), box).reshape({n * m, -1}), q).view({n, m});
+      const double tolerance = dtype == torch::kFloat64 ? 1e-12 : 1e-5;
+      EXPECT_TRUE(torch::allclose(fused, expected, tolerance, tolerance)) << c10::toString(dtype);
+      EXPECT_EQ(fused[2][1].item<double>(), 0.0);
+    }
+  });
 }
 
 // Kolmogorov-Smirnov statistic of samples against the uniform law on [0, 1].
