@@ -1,5 +1,7 @@
 #include "attacks/pgd.h"
 
+#include <limits>
+
 #include <torch/torch.h>
 
 #include "core/error.h"
@@ -65,11 +67,22 @@ torch::Tensor Pgd::perturb(
   for (int t = 0; t < options_.steps; ++t) {
     auto zg = z.detach().requires_grad_(true);
     auto logits = model.logits_with_grad(zg);
-    auto own = logits.gather(1, column).squeeze(1);
-    auto others = logits.scatter(1, column, -std::numeric_limits<float>::infinity());
-    auto loss = others.amax(1) - own;  // > 0 exactly when misclassified
-    auto grad = torch::autograd::grad({loss.sum()}, {zg})[0];
-    z = ascent_step(x, z, grad, radius, step, p, box, /*keep=*/loss.detach() > 0);
+    // The margin loss max_{j != c} f_j - f_c, differentiated through its
+    // maximising class j* (one of them, on a tie): its gradient is that of
+    // the logits seeded with +1 at j* and -1 at c, so the loss itself needs
+    // no graph.
+    torch::Tensor seed;
+    torch::Tensor keep;
+    {
+      torch::NoGradGuard no_grad;
+      auto values = logits.detach();
+      auto own = values.gather(1, column);
+      auto best = values.scatter(1, column, -std::numeric_limits<float>::infinity()).max(1, /*keepdim=*/true);
+      keep = (std::get<0>(best) > own).squeeze(1);  // the loss is > 0: misclassified
+      seed = torch::zeros_like(values).scatter_(1, std::get<1>(best), 1.0).scatter_(1, column, -1.0);
+    }
+    auto grad = torch::autograd::grad({logits}, {zg}, {seed})[0];
+    z = ascent_step(x, z, grad, radius, step, p, box, keep);
   }
   gradients += options_.steps;
   return z;

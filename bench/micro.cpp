@@ -6,6 +6,7 @@
 //   build/boundbench_micro [--models a,b] [--batch 100] [--device cpu]
 //                          [--benchmark_out=results/micro.json --benchmark_out_format=json]
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include <benchmark/benchmark.h>
@@ -51,6 +52,23 @@ Setup make_setup(const std::string& name, int64_t batch, torch::Device device) {
   return s;
 }
 
+// The budgets of the PGD step benchmarks: small enough that (almost) no row
+// succeeds, so that every row is stepped and projected at every step (the
+// step's worst case).
+double pgd_budget(bb::Norm p) {
+  return p == bb::Norm::Linf ? 0.003 : p == bb::Norm::L2 ? 0.05 : 0.5;
+}
+
+// The gradient of the margin loss max_{j != c} f_j - f_c at z, as PGD takes it.
+torch::Tensor margin_gradient(const Setup& s, const torch::Tensor& z) {
+  auto zg = z.detach().requires_grad_(true);
+  auto logits = s.model->classifier.logits_with_grad(zg);
+  auto column = s.c.view({-1, 1});
+  auto own = logits.gather(1, column).squeeze(1);
+  auto others = logits.scatter(1, column, -std::numeric_limits<float>::infinity());
+  return torch::autograd::grad({(others.amax(1) - own).sum()}, {zg})[0];
+}
+
 // One forward and backward pass of the margin loss: the baseline.
 double forward_backward(const Setup& s) {
   bb::Stopwatch watch(s.model->classifier.device());
@@ -77,10 +95,7 @@ constexpr int kBaselineSamples = 4;
 void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
   const bb::PgdOptions options;
   TimedPgd pgd(p, options);
-  // Budgets small enough that (almost) no row succeeds, so that every row is
-  // stepped and projected at every step: the step's worst case.
-  auto eps = torch::full({s.x.size(0)}, p == bb::Norm::Linf ? 0.003 : p == bb::Norm::L2 ? 0.05 : 0.5,
-                         s.x.options());
+  auto eps = torch::full({s.x.size(0)}, pgd_budget(p), s.x.options());
   double step = 0;
   double baseline = 0;
   for (auto _ : state) {
@@ -104,6 +119,37 @@ void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
   auto z = pgd.perturb(s.model->classifier, s.x, s.c, eps, gradients);
   state.counters["adversarial"] =
       (s.model->classifier.predict(z) != s.c).to(torch::kFloat64).mean().item<double>();
+}
+
+// The fused step kernel alone (ascent_step after the backward pass), with
+// each vector-unit variant this CPU has: x, a random start in the ball and
+// the margin loss's gradient there, every row moved and projected.
+//
+// Each iteration pairs the kernel with a forward+backward pass, as in a PGD
+// run, so the benchmark asks for less of the kernel's time (MinTime below).
+void bm_step_kernel(benchmark::State& state, Setup s, bb::Norm p, std::string isa) {
+  const bb::PgdOptions options;
+  const double budget = pgd_budget(p);
+  auto eps = torch::full({s.x.size(0)}, budget, s.x.options());
+  auto radius = eps.to(torch::kFloat64);
+  auto step = radius * (p == bb::Norm::Linf ? 0.01 / 0.3 : 0.025);
+  const bb::Box box = s.model->classifier.spec().domain;
+  auto z = bb::sample_ball(s.x, eps, p, 1).select(1, 0).clamp(box.lo, box.hi);
+  auto grad = margin_gradient(s, z);
+  bb::detail::use_row_kernel_isa(isa);
+  double kernel = 0;
+  double baseline = 0;
+  for (auto _ : state) {
+    baseline += forward_backward(s);
+    bb::Stopwatch watch(s.model->classifier.device());
+    auto moved = bb::ascent_step(s.x, z, grad, radius, step, p, box);
+    benchmark::DoNotOptimize(moved.data_ptr());
+    const double t = watch.seconds();
+    kernel += t;
+    state.SetIterationTime(t);
+  }
+  bb::detail::use_row_kernel_isa("");
+  state.counters["ratio_to_fwd_bwd"] = kernel / baseline;
 }
 
 void bm_deepfool_iteration(benchmark::State& state, Setup s, bb::Norm p) {
@@ -176,16 +222,28 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("libtorch", bb::torch_version());
     benchmark::AddCustomContext("threads", std::to_string(at::get_num_threads()));
     benchmark::AddCustomContext("batch", std::to_string(batch));
+    if (device.is_cpu()) {
+      benchmark::AddCustomContext("row_kernels", bb::detail::row_kernel_isa());
+    }
     for (const auto& name : split(models_text)) {
       Setup s = make_setup(name, batch, device);
       auto reg = [&](const std::string& label, auto fn, auto... extra) {
-        benchmark::RegisterBenchmark(label.c_str(), fn, s, extra...)
+        return benchmark::RegisterBenchmark(label.c_str(), fn, s, extra...)
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
       };
       reg(fmt::format("fwd_bwd/{}/batch:{}", name, batch), bm_forward_backward);
       for (bb::Norm p : bb::all_norms()) {
         reg(fmt::format("pgd_step/{}/{}/batch:{}", name, bb::norm_name(p), batch), bm_pgd_step, p);
+      }
+      if (device.is_cpu()) {
+        for (bb::Norm p : bb::all_norms()) {
+          for (const auto& isa : bb::detail::row_kernel_isas()) {
+            reg(fmt::format("step_kernel/{}/{}/{}/batch:{}", name, bb::norm_name(p), isa, batch), bm_step_kernel, p,
+                isa)
+                ->MinTime(0.1);
+          }
+        }
       }
       for (bb::Norm p : bb::all_norms()) {
         reg(fmt::format("deepfool_iteration/{}/{}/batch:{}", name, bb::norm_name(p), batch),

@@ -8,7 +8,9 @@ model, the time of one forward+backward pass of the batch and the cost of one
 PGD step and one DeepFool iteration as ratios to it (DeepFool also as a ratio
 to its k class gradients computed in one batched backward), and the share of
 the batch that PGD had made adversarial by the end of its run (rows it then
-stopped moving).
+stopped moving). A second table gives the fused step kernel alone (CPU), for
+each vector-unit variant measured, as a ratio to the same forward+backward
+pass and in microseconds.
 """
 import json
 import sys
@@ -18,6 +20,7 @@ def main(path):
     with open(path) as f:
         report = json.load(f)
     rows = {}
+    kernels = {}
     for bench in report["benchmarks"]:
         kind, model, *rest = bench["run_name"].split("/")
         row = rows.setdefault(model, {})
@@ -26,12 +29,17 @@ def main(path):
         elif kind == "pgd_step":
             row[f"pgd_{rest[0]}"] = bench["ratio_to_fwd_bwd"]
             row[f"adv_{rest[0]}"] = bench.get("adversarial", float("nan"))
+        elif kind == "step_kernel":
+            norm, isa = rest[0], rest[1]
+            kernels.setdefault(model, {})[(isa, norm)] = (bench["ratio_to_fwd_bwd"], bench["real_time"])
         elif kind == "deepfool_iteration":
             row[f"df_{rest[0]}"] = bench["ratio_to_k_gradients"]
             row[f"dfk_{rest[0]}"] = bench["k_gradients_to_fwd_bwd"]
     context = report["context"]
+    row_kernels = context.get("row_kernels")
     print(f"Batch {context.get('batch', '?')}, device {context.get('device', '?')}, "
-          f"{context.get('threads', '?')} threads, LibTorch {context.get('libtorch', '?')}.\n")
+          f"{context.get('threads', '?')} threads, LibTorch {context.get('libtorch', '?')}"
+          + (f", CPU row kernels {row_kernels}" if row_kernels else "") + ".\n")
     print("| model | fwd+bwd (ms) | PGD step / fwd+bwd: L1, L2, Linf "
           "| PGD rows adversarial at the end | DeepFool iteration / its k gradients: L1, L2, Linf "
           "| k gradients / fwd+bwd |")
@@ -42,6 +50,17 @@ def main(path):
         df = ", ".join(f"{row.get('df_' + n, float('nan')):.2f}" for n in ("L1", "L2", "Linf"))
         print(f"| {model} | {row.get('fwd_bwd_ms', float('nan')):.1f} | {pgd} | {adv} | {df} "
               f"| {row.get('dfk_L2', float('nan')):.1f} |")
+    if kernels:
+        print("\nThe fused PGD step kernel alone, per vector unit: ratio to fwd+bwd (time in µs).\n")
+        print("| model | vector unit | L1 | L2 | Linf |")
+        print("|---|---|---|---|---|")
+        for model, cells in kernels.items():
+            for isa in dict.fromkeys(isa for isa, _ in cells):
+                values = []
+                for norm in ("L1", "L2", "Linf"):
+                    ratio, ms = cells.get((isa, norm), (float("nan"), float("nan")))
+                    values.append(f"{ratio:.3f} ({1000 * ms:.0f})")
+                print(f"| {model} | {isa} | " + " | ".join(values) + " |")
 
 
 if __name__ == "__main__":
