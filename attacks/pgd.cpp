@@ -15,6 +15,26 @@ double default_rel_stepsize(Norm p) {
 
 }  // namespace
 
+MarginLossGradient margin_loss_gradient(const Classifier& model, const torch::Tensor& z, const torch::Tensor& c) {
+  auto zg = z.detach().requires_grad_(true);
+  auto logits = model.logits_with_grad(zg);
+  // The loss's gradient is that of the logits seeded with +1 at j* and -1 at
+  // c, so the loss itself needs no graph.
+  auto column = c.view({-1, 1});
+  MarginLossGradient result;
+  torch::Tensor seed;
+  {
+    torch::NoGradGuard no_grad;
+    auto values = logits.detach();
+    auto own = values.gather(1, column);
+    auto best = values.scatter(1, column, -std::numeric_limits<float>::infinity()).max(1, /*keepdim=*/true);
+    result.misclassified = (std::get<0>(best) > own).squeeze(1);
+    seed = torch::zeros_like(values).scatter_(1, std::get<1>(best), 1.0).scatter_(1, column, -1.0);
+  }
+  result.grad = torch::autograd::grad({logits}, {zg}, {seed})[0];
+  return result;
+}
+
 Pgd::Pgd(Norm p, PgdOptions options) : Pgd(p, options, "pgd") {}
 
 Pgd::Pgd(Norm p, PgdOptions options, std::string family)
@@ -63,26 +83,9 @@ torch::Tensor Pgd::perturb(
   // A row that is misclassified keeps its point from then on (its logits,
   // and so its success, stay the same), so each row ends at its first
   // success, or at the last step.
-  auto column = c.view({-1, 1});
   for (int t = 0; t < options_.steps; ++t) {
-    auto zg = z.detach().requires_grad_(true);
-    auto logits = model.logits_with_grad(zg);
-    // The margin loss max_{j != c} f_j - f_c, differentiated through its
-    // maximising class j* (one of them, on a tie): its gradient is that of
-    // the logits seeded with +1 at j* and -1 at c, so the loss itself needs
-    // no graph.
-    torch::Tensor seed;
-    torch::Tensor keep;
-    {
-      torch::NoGradGuard no_grad;
-      auto values = logits.detach();
-      auto own = values.gather(1, column);
-      auto best = values.scatter(1, column, -std::numeric_limits<float>::infinity()).max(1, /*keepdim=*/true);
-      keep = (std::get<0>(best) > own).squeeze(1);  // the loss is > 0: misclassified
-      seed = torch::zeros_like(values).scatter_(1, std::get<1>(best), 1.0).scatter_(1, column, -1.0);
-    }
-    auto grad = torch::autograd::grad({logits}, {zg}, {seed})[0];
-    z = ascent_step(x, z, grad, radius, step, p, box, keep);
+    const auto loss = margin_loss_gradient(model, z, c);
+    z = ascent_step(x, z, loss.grad, radius, step, p, box, /*keep=*/loss.misclassified);
   }
   gradients += options_.steps;
   return z;

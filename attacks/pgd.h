@@ -8,6 +8,15 @@
 
 namespace bb {
 
+// The input gradient of PGD's margin loss max_{j != c} f_j(z) - f_c(z), taken
+// through the maximising class j* (one of them, on a tie), and whether each
+// sample is misclassified (the loss is > 0).
+struct MarginLossGradient {
+  torch::Tensor grad;           // like z
+  torch::Tensor misclassified;  // bool [N]
+};
+MarginLossGradient margin_loss_gradient(const Classifier& model, const torch::Tensor& z, const torch::Tensor& c);
+
 class Pgd : public FixedBudgetAttack {
  public:
   Pgd(Norm p, PgdOptions options);

@@ -6,7 +6,6 @@
 //   build/boundbench_micro [--models a,b] [--batch 100] [--device cpu]
 //                          [--benchmark_out=results/micro.json --benchmark_out_format=json]
 #include <iostream>
-#include <limits>
 #include <sstream>
 
 #include <benchmark/benchmark.h>
@@ -57,16 +56,6 @@ Setup make_setup(const std::string& name, int64_t batch, torch::Device device) {
 // step's worst case).
 double pgd_budget(bb::Norm p) {
   return p == bb::Norm::Linf ? 0.003 : p == bb::Norm::L2 ? 0.05 : 0.5;
-}
-
-// The gradient of the margin loss max_{j != c} f_j - f_c at z, as PGD takes it.
-torch::Tensor margin_gradient(const Setup& s, const torch::Tensor& z) {
-  auto zg = z.detach().requires_grad_(true);
-  auto logits = s.model->classifier.logits_with_grad(zg);
-  auto column = s.c.view({-1, 1});
-  auto own = logits.gather(1, column).squeeze(1);
-  auto others = logits.scatter(1, column, -std::numeric_limits<float>::infinity());
-  return torch::autograd::grad({(others.amax(1) - own).sum()}, {zg})[0];
 }
 
 // One forward and backward pass of the margin loss: the baseline.
@@ -128,14 +117,13 @@ void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
 // Each iteration pairs the kernel with a forward+backward pass, as in a PGD
 // run, so the benchmark asks for less of the kernel's time (MinTime below).
 void bm_step_kernel(benchmark::State& state, Setup s, bb::Norm p, std::string isa) {
-  const bb::PgdOptions options;
-  const double budget = pgd_budget(p);
-  auto eps = torch::full({s.x.size(0)}, budget, s.x.options());
+  const bb::Pgd pgd(p, bb::PgdOptions{});
+  auto eps = torch::full({s.x.size(0)}, pgd_budget(p), s.x.options());
   auto radius = eps.to(torch::kFloat64);
-  auto step = radius * (p == bb::Norm::Linf ? 0.01 / 0.3 : 0.025);
+  auto step = radius * pgd.options().rel_stepsize;
   const bb::Box box = s.model->classifier.spec().domain;
   auto z = bb::sample_ball(s.x, eps, p, 1).select(1, 0).clamp(box.lo, box.hi);
-  auto grad = margin_gradient(s, z);
+  auto grad = bb::margin_loss_gradient(s.model->classifier, z, s.c).grad;
   bb::detail::use_row_kernel_isa(isa);
   double kernel = 0;
   double baseline = 0;

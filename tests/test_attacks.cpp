@@ -190,6 +190,25 @@ TEST(Refinement, ATieWithThePredictedClassIsNotAMisclassification) {
   EXPECT_TRUE(torch::equal(misclassified_logits(model.logits(x), c), expected));
 }
 
+TEST(Pgd, MarginLossGradientIsTheDifferenceOfTwoWeightRows) {
+  // On f = W x + b the loss max_{j != c} f_j - f_c has the gradient
+  // w_{j*} - w_c exactly, j* the highest other class.
+  const auto oracle = LinearOracle::make(5, 7, 21);
+  torch::manual_seed(22);
+  auto z = torch::randn({12, 7}, torch::kFloat64);
+  // Half the batch against its predicted class, half against another one.
+  auto predicted = oracle.model.predict(z);
+  auto c = torch::where(torch::arange(12) < 6, predicted, (predicted + 1) % 5);
+  auto loss = margin_loss_gradient(oracle.model, z, c);
+  auto logits = oracle.model.logits(z);
+  auto others = logits.scatter(1, c.view({-1, 1}), -std::numeric_limits<double>::infinity());
+  auto best = others.argmax(1);
+  auto expected = oracle.w.index_select(0, best) - oracle.w.index_select(0, c);
+  EXPECT_LE((loss.grad - expected).abs().max().item<double>(), 1e-12);
+  EXPECT_TRUE(torch::equal(loss.misclassified, oracle.model.misclassified(z, c)));
+  EXPECT_TRUE(torch::equal(loss.misclassified, torch::arange(12) >= 6));
+}
+
 TEST(Pgd, FeasibleDirectionsDropOnlyBlockedCoordinates) {
   // z on the lower face, inside, on the upper face; gradients of both signs.
   auto z = torch::tensor({0.0, 0.5, 1.0, 0.0, 0.5, 1.0}, torch::kFloat64).view({1, 6});
