@@ -16,17 +16,31 @@ torch::Tensor epsilon_column(const torch::Tensor& epsilon, const torch::Tensor& 
   return eps.dim() == 0 ? eps.expand({x.size(0)}) : eps;
 }
 
+// Which candidates are misclassified. NaN or infinite logits at a candidate
+// are a NonFiniteLogits naming the method, the model and the sample (in this
+// batch), never a silent failure. One host sync.
+torch::Tensor checked_misclassified(
+    const Classifier& model,
+    const torch::Tensor& candidates,
+    const torch::Tensor& c,
+    const std::string& method) {
+  auto logits = model.logits(candidates);
+  model.check_finite(logits, method, 0, " at a candidate example");
+  return misclassified_logits(logits, c);
+}
+
 // Clips to D, re-checks misclassification and measures the distance.
 AttackResult finish(
     const Classifier& model,
     const torch::Tensor& x,
     const torch::Tensor& x_adv,
     const torch::Tensor& c,
-    Norm p) {
+    Norm p,
+    const std::string& method) {
   const Box box = model.spec().domain;
   auto clipped = x_adv.detach().clamp(box.lo, box.hi);
   AttackResult result;
-  result.success = model.misclassified(clipped, c);
+  result.success = checked_misclassified(model, clipped, c, method);
   result.x_adv = torch::where(per_sample(result.success, x), clipped, x);
   auto distance = lp_norm((result.x_adv - x).to(torch::kFloat64), p);
   result.distance = torch::where(
@@ -90,7 +104,7 @@ AttackResult FixedBudgetAttack::run_validated(
   auto candidate = perturb(model, x, c, eps, gradients);
   // Back into the budget (the step may have left it) and into D.
   candidate = project_ball_box(x, candidate.detach(), eps, norm_, model.spec().domain);
-  AttackResult result = finish(model, x, candidate, c, norm_);
+  AttackResult result = finish(model, x, candidate, c, norm_, name());
   result.gradients = gradients;
   result.seconds = watch.seconds();
   return result;
@@ -106,9 +120,9 @@ AttackResult MinimalAttack::run(
   auto candidate = search(model, x, c, gradients);
   const Box box = model.spec().domain;
   candidate = candidate.detach().clamp(box.lo, box.hi);
-  auto success = model.misclassified(candidate, c);
+  auto success = checked_misclassified(model, candidate, c, name());
   candidate = refine_to_boundary(model, x, candidate, c, success, refine_.steps);
-  AttackResult result = finish(model, x, candidate, c, norm_);
+  AttackResult result = finish(model, x, candidate, c, norm_, name());
   result.gradients = gradients;
   result.seconds = watch.seconds();
   return result;

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 
 #include <torch/torch.h>
 
@@ -27,22 +28,23 @@ int run_attack(const Args& args) {
   std::string device_name;
   std::string data_dir;
   std::string out;
+  std::string seed_text;
   double epsilon = 0;
   int64_t samples = 0;
   int64_t batch = 0;
-  uint64_t seed = 0;
   po::options_description options("boundbench attack");
   options.add_options()
-      ("model", po::value(&model_name)->required(), "zoo model name or TorchScript file")
+      ("model", po::value(&model_name)->required(),
+       fmt::format("zoo model ({}) or TorchScript file (with --dataset)", zoo_models_help()).c_str())
       ("dataset", po::value(&dataset), "data set (default: the zoo model's own)")
       ("attack", po::value(&attack_name)->required(), "fgsm, pgd or deepfool")
       ("norm", po::value(&norm_text)->required(), "1, 2 or inf")
       ("eps", po::value(&epsilon), "fixed budget (fgsm, pgd); without it: minimal distortion")
       ("samples", po::value(&samples)->default_value(100), "first test images to attack")
       ("batch", po::value(&batch)->default_value(100), "images per batch")
-      ("seed", po::value(&seed)->default_value(0), "random seed")
+      ("seed", po::value(&seed_text)->default_value("0"), "random seed, 0 to 2^64 - 1")
       ("device", po::value(&device_name)->default_value("cpu"), "cpu, cuda or cuda:N")
-      ("data-dir", po::value(&data_dir), "data folder (default: $BOUNDBENCH_DATA_DIR, else the cache)")
+      ("data-dir", po::value(&data_dir), fmt::format("data folder (default: {})", data_dir_help()).c_str())
       ("out", po::value(&out), "write one JSON object per sample to this file");
   po::variables_map values;
   if (!parse(args, options, values,
@@ -55,15 +57,25 @@ int run_attack(const Args& args) {
   std::unique_ptr<MinimalAttack> minimal_attack;
   if (fixed) {
     BB_CHECK(std::isfinite(epsilon) && epsilon > 0, "--eps: must be positive and finite, got {}", epsilon);
+    // The attack runs in float32, the data's precision: the budget must survive the cast.
+    BB_CHECK(
+        epsilon >= std::numeric_limits<float>::min(),
+        "--eps {}: below float32's smallest normal number {} (the attack runs in float32)",
+        epsilon,
+        std::numeric_limits<float>::min());
+    BB_CHECK(
+        epsilon <= std::numeric_limits<float>::max(),
+        "--eps {}: beyond float32's range (the attack runs in float32)",
+        epsilon);
     fixed_attack = make_fixed_budget_attack(attack_name, p);
   } else {
     minimal_attack = make_attack(attack_name, p);
   }
   BB_CHECK(samples > 0, "--samples: must be positive, got {}", samples);
   BB_CHECK(batch > 0, "--batch: must be positive, got {}", batch);
+  const uint64_t seed = parse_seed(seed_text);
   if (!out.empty()) {
-    const auto parent = std::filesystem::absolute(out).parent_path();
-    BB_CHECK(std::filesystem::is_directory(parent), "--out {}: folder {} does not exist", out, parent.string());
+    check_output_path(out, "--out");
   }
   const torch::Device device = parse_device(device_name);
   seed_all(seed);
@@ -73,19 +85,31 @@ int run_attack(const Args& args) {
     dataset = model.metadata.at("dataset").get<std::string>();
   }
   const Dataset data = load_dataset(dataset, "test", data_dir.empty() ? default_data_dir() : data_dir);
-  samples = std::min(samples, data.images.size(0));
+  BB_CHECK(
+      samples <= data.images.size(0),
+      "--samples {}: the {} test split has {} images",
+      samples,
+      dataset,
+      data.images.size(0));
   const std::string method = fixed ? fixed_attack->name() : minimal_attack->name();
+  const std::string images = fmt::format("{} test images", dataset);
 
   std::vector<AttackResult> results;
   std::vector<torch::Tensor> predicted;
   Progress progress(method, samples);
   for (int64_t start = 0; start < samples; start += batch) {
     auto x = data.images.slice(0, start, std::min(samples, start + batch)).to(device);
-    auto c = model.classifier.predict(x);
+    // Every batch's logits are checked (the first before any attack runs);
+    // NaN met by the attack is named by its sample in the data set too.
+    auto c = model.classifier.checked_logits(x, images, start).argmax(1);
     predicted.push_back(c.cpu());
-    results.push_back(
-        fixed ? fixed_attack->run(model.classifier, x, c, torch::tensor(epsilon))
-              : minimal_attack->run(model.classifier, x, c));
+    try {
+      results.push_back(
+          fixed ? fixed_attack->run(model.classifier, x, c, torch::tensor(epsilon, torch::kFloat64))
+                : minimal_attack->run(model.classifier, x, c));
+    } catch (const NonFiniteLogits& e) {
+      throw e.renumbered(start, fmt::format("{} on {}", method, images));
+    }
     progress.advance(x.size(0));
   }
   progress.finish();

@@ -20,7 +20,7 @@ int run_data(const Args& args) {
   options.add_options()
       ("dataset", po::value(&dataset)->required(), "mnist, fashion-mnist or cifar10")
       ("split", po::value(&split)->default_value("test"), "train or test")
-      ("data-dir", po::value(&data_dir), "data folder (default: $BOUNDBENCH_DATA_DIR, else the cache)");
+      ("data-dir", po::value(&data_dir), fmt::format("data folder (default: {})", data_dir_help()).c_str());
   po::variables_map values;
   if (!parse(args, options, values, "usage: boundbench data --dataset NAME [--split test]")) {
     return 0;

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include <torch/torch.h>
 
@@ -17,6 +18,26 @@
 #include "models/zoo.h"
 
 namespace bb::cli {
+namespace {
+
+// Whether two output paths land on the same file (symbolic links followed).
+bool same_file(const std::string& a, const std::string& b) {
+  const auto where = [](const std::string& path) {
+    return std::filesystem::absolute(output_target(path)).lexically_normal();
+  };
+  return where(a) == where(b);
+}
+
+std::string architectures_help() {
+  std::vector<std::string> names;
+  for (const auto& arch : architectures()) {
+    names.push_back(arch.name);
+  }
+  return fmt::format("zoo architecture: {}", fmt::join(names, ", "));
+}
+
+}  // namespace
+
 int run_train(const Args& args) {
   namespace po = boost::program_options;
   std::string model_name;
@@ -24,18 +45,20 @@ int run_train(const Args& args) {
   std::string out;
   std::string device_name;
   std::string data_dir;
+  std::string seed_text;
   int64_t epochs = 0;
-  uint64_t seed = 0;
   po::options_description options("boundbench train");
   options.add_options()
-      ("model", po::value(&model_name)->required(), "zoo architecture, e.g. mnist-cnn-relu")
+      ("model", po::value(&model_name)->required(), architectures_help().c_str())
       ("dataset", po::value(&dataset), "data set (default: the model's own)")
       ("epochs", po::value(&epochs)->default_value(0), "epochs (0: the architecture's recipe)")
-      ("seed", po::value(&seed)->default_value(0), "random seed")
-      ("out", po::value(&out)->required(), "checkpoint path (*.pt); metadata goes to *.json beside it")
-      ("manifest", "also record the model in manifest.json of the checkpoint's folder (the zoo)")
+      ("seed", po::value(&seed_text)->default_value("0"), "random seed, 0 to 2^64 - 1")
+      ("out", po::value(&out)->required(),
+       "checkpoint path (*.pt); its metadata record goes to the same path with the extension .json")
+      ("manifest", "also record the model in manifest.json of the checkpoint's folder (a zoo: "
+                   "point BOUNDBENCH_ZOO_DIR there to load it by name)")
       ("device", po::value(&device_name)->default_value("cpu"), "cpu, cuda or cuda:N")
-      ("data-dir", po::value(&data_dir), "data folder (default: $BOUNDBENCH_DATA_DIR, else the cache)");
+      ("data-dir", po::value(&data_dir), fmt::format("data folder (default: {})", data_dir_help()).c_str());
   po::variables_map values;
   if (!parse(args, options, values, "usage: boundbench train --model NAME --out PATH [--epochs N] [--seed S]")) {
     return 0;
@@ -51,12 +74,36 @@ int run_train(const Args& args) {
       arch.name,
       arch.dataset);
   BB_CHECK(epochs >= 0, "--epochs: must be >= 0, got {}", epochs);
+  const uint64_t seed = parse_seed(seed_text);
+  // Every file this run writes is checked before training: the checkpoint,
+  // its metadata record and the manifest must be writable and distinct.
+  check_output_path(out, "--out");
   const auto out_path = std::filesystem::absolute(out);
+  const std::string checkpoint = out_path.string();
+  const std::string metadata = std::filesystem::path(checkpoint).replace_extension(".json").string();
   BB_CHECK(
-      std::filesystem::is_directory(out_path.parent_path()),
-      "--out {}: folder {} does not exist",
+      !same_file(checkpoint, metadata),
+      "--out {}: the metadata record goes to {} too; give the checkpoint another extension (*.pt)",
       out,
-      out_path.parent_path().string());
+      metadata);
+  check_output_path(metadata, "--out (its metadata record)");
+  const std::string zoo = out_path.parent_path().string();
+  const bool manifest = values.count("manifest") > 0;
+  if (manifest) {
+    const std::string manifest_file = (out_path.parent_path() / "manifest.json").string();
+    BB_CHECK(
+        !same_file(checkpoint, manifest_file),
+        "--out {}: the checkpoint would overwrite the zoo manifest {}",
+        out,
+        manifest_file);
+    BB_CHECK(
+        !same_file(metadata, manifest_file),
+        "--out {}: the metadata record {} would overwrite the zoo manifest",
+        out,
+        metadata);
+    check_output_path(manifest_file, "--manifest");
+    read_manifest(zoo);  // a malformed manifest is refused now, not after training
+  }
   const torch::Device device = parse_device(device_name);
   if (data_dir.empty()) {
     data_dir = default_data_dir();
@@ -81,10 +128,9 @@ int run_train(const Args& args) {
   const double test_accuracy = accuracy(net, test.images, test.labels, device);
 
   net->to(torch::kCPU);
-  const std::string checkpoint = out_path.string();
-  const std::string temporary = checkpoint + ".tmp";
-  torch::save(net, temporary);
-  std::filesystem::rename(temporary, checkpoint);
+  std::ostringstream serialized;
+  torch::save(net, serialized);
+  const std::string checkpoint_bytes = serialized.str();
   int64_t parameters = 0;
   for (const auto& p : net->parameters()) {
     parameters += p.numel();
@@ -103,15 +149,15 @@ int run_train(const Args& args) {
       {"device", device.str()},
       {"threads", at::get_num_threads()},
       {"libtorch", torch_version()},
-      {"sha256", sha256_file(checkpoint)},
+      {"sha256", sha256_bytes(checkpoint_bytes)},
   };
   if (arch.activation == Activation::Softplus) {
     entry["softplus_beta"] = arch.softplus_beta;
   }
-  auto metadata = std::filesystem::path(checkpoint).replace_extension(".json").string();
-  write_atomically(metadata, entry.dump(2) + "\n");
-  if (values.count("manifest")) {
-    update_manifest(out_path.parent_path().string(), entry);
+  // The checkpoint and its record together; the manifest after them.
+  write_atomically({{checkpoint, checkpoint_bytes}, {metadata, entry.dump(2) + "\n"}});
+  if (manifest) {
+    update_manifest(zoo, entry);
   }
   std::cout << fmt::format(
       "{}: test accuracy {:.2f}% on {} {} images; trained {} epochs in {:.0f} s; wrote {} "

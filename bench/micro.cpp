@@ -14,6 +14,8 @@
 
 #include "attacks/deepfool.h"
 #include "attacks/pgd.h"
+#include "bounds/bound.h"
+#include "bounds/sources.h"
 #include "core/error.h"
 #include "core/runtime.h"
 #include "models/zoo.h"
@@ -168,6 +170,56 @@ void bm_deepfool_iteration(benchmark::State& state, Setup s, bb::Norm p) {
   state.counters["k_gradients_to_fwd_bwd"] = k_gradients / baseline;
 }
 
+// A bound from the registry on a few samples, against the gradient
+// evaluations it makes, run batched the same way (margin_gradients on the
+// same number of points and classes in the same chunks): the ratio is what
+// sampling, bookkeeping and the fit add. The sample count and options are
+// the bound benchmarks' own (--bound-samples; CLEVER 10 x 128, sampled 256
+// draws), far below the defaults, so the whole run stays short.
+struct BoundCase {
+  std::string name;
+  int64_t chunks;       // margin_gradients calls of the baseline
+  int64_t chunk_draws;  // points per sample in each
+};
+
+void bm_bound(benchmark::State& state, Setup s, bb::Norm p, BoundCase bound_case, int64_t samples) {
+  bb::BoundOptions options;
+  options.clever.batches = 10;
+  options.clever.batch_size = 128;
+  options.sampled.draws = 256;
+  options.sampled.chunk = 64;
+  auto bound = bb::make_bound(bound_case.name, p, options);
+  auto x = s.x.slice(0, 0, samples);
+  auto c = s.c.slice(0, 0, samples);
+  const int64_t k = s.model->classifier.num_classes();
+  auto targets = bb::other_classes(c, k);
+  std::vector<int64_t> shape{samples * bound_case.chunk_draws};
+  shape.insert(shape.end(), x.sizes().begin() + 1, x.sizes().end());
+  auto points = torch::rand(shape, x.options());
+  auto row_c = c.repeat_interleave(bound_case.chunk_draws);
+  auto row_targets = targets.repeat_interleave(bound_case.chunk_draws, 0);
+  double spent = 0;
+  double baseline = 0;
+  double value = 0;
+  int64_t gradients = 0;
+  for (auto _ : state) {
+    bb::Stopwatch batched(s.model->classifier.device());
+    for (int64_t i = 0; i < bound_case.chunks; ++i) {
+      auto mg = s.model->classifier.margin_gradients(points, row_c, row_targets);
+      benchmark::DoNotOptimize(mg.grads.data_ptr());
+    }
+    baseline += batched.seconds();
+    auto result = bound->run(*s.model, x, c, bb::BoundContext{});
+    spent += result.seconds;
+    value = result.value.median().item<double>();
+    gradients = result.gradients.sum().item<int64_t>();
+    state.SetIterationTime(result.seconds);
+  }
+  state.counters["ratio_to_gradients"] = spent / baseline;
+  state.counters["gradients_per_sample"] = static_cast<double>(gradients) / static_cast<double>(samples);
+  state.counters["median_bound"] = value;
+}
+
 std::vector<std::string> split(const std::string& text) {
   std::vector<std::string> parts;
   std::stringstream in(text);
@@ -187,11 +239,13 @@ int main(int argc, char** argv) {
   std::string models_text;
   std::string device_name;
   int64_t batch = 0;
+  int64_t bound_samples = 0;
   po::options_description options("boundbench_micro (plus the --benchmark_* flags)");
   options.add_options()
       ("models", po::value(&models_text)->default_value("mnist-mlp-relu,mnist-cnn-relu,cifar10-cnn-relu"),
        "zoo models, comma-separated")
       ("batch", po::value(&batch)->default_value(100), "images per batch")
+      ("bound-samples", po::value(&bound_samples)->default_value(4), "images per bound benchmark")
       ("device", po::value(&device_name)->default_value("cpu"), "cpu, cuda or cuda:N")
       ("help,h", "print this help");
   try {
@@ -203,6 +257,10 @@ int main(int argc, char** argv) {
     }
     po::notify(values);
     BB_CHECK(batch > 0, "--batch: must be positive, got {}", batch);
+    BB_CHECK(
+        bound_samples > 0 && bound_samples <= batch,
+        "--bound-samples: must lie in [1, --batch], got {}",
+        bound_samples);
     bb::configure_allocator();
     bb::configure_threads();
     const torch::Device device = bb::parse_device(device_name);
@@ -236,6 +294,16 @@ int main(int argc, char** argv) {
       for (bb::Norm p : bb::all_norms()) {
         reg(fmt::format("deepfool_iteration/{}/{}/batch:{}", name, bb::norm_name(p), batch),
             bm_deepfool_iteration, p);
+      }
+      for (bb::Norm p : {bb::Norm::L2, bb::Norm::Linf}) {
+        // CLEVER: 10 batches of 128; sampled (ReLU: no ascent): the centre
+        // and 4 chunks of 64, approximated in the baseline by 4 chunks.
+        for (const BoundCase& bound_case : {BoundCase{"lipschitz-clever", 10, 128},
+                                            BoundCase{"lipschitz-sampled", 4, 64}}) {
+          reg(fmt::format("bound/{}/{}/{}/samples:{}", bound_case.name, name, bb::norm_name(p), bound_samples),
+              bm_bound, p, bound_case, bound_samples)
+              ->Iterations(2);
+        }
       }
     }
   } catch (const std::exception& e) {

@@ -7,6 +7,29 @@
 #include "core/error.h"
 
 namespace bb {
+namespace {
+
+std::string non_finite_message(
+    const std::string& what,
+    const std::string& model,
+    int64_t sample,
+    const std::string& where) {
+  return fmt::format(
+      "{}: model '{}' returned NaN or infinite logits for sample {}{}", what, model, sample, where);
+}
+
+}  // namespace
+
+NonFiniteLogits::NonFiniteLogits(std::string what, std::string model, int64_t sample, std::string where)
+    : Error(non_finite_message(what, model, sample, where)),
+      what_(std::move(what)),
+      model_(std::move(model)),
+      sample_(sample),
+      where_(std::move(where)) {}
+
+NonFiniteLogits NonFiniteLogits::renumbered(int64_t first, const std::string& what) const {
+  return NonFiniteLogits(what, model_, first + sample_, where_);
+}
 
 Classifier::Classifier(
     Forward forward,
@@ -42,22 +65,45 @@ void Classifier::check_input(const torch::Tensor& x, const std::string& what) co
       std::string(c10::toString(x.scalar_type())));
 }
 
-void Classifier::check_logits(const torch::Tensor& x, const std::string& what) const {
-  auto out = logits(x);
+void Classifier::check_logits_shape(
+    const torch::Tensor& logits,
+    int64_t n,
+    const std::string& what) const {
   BB_CHECK(
-      out.dim() == 2 && out.size(0) == x.size(0) &&
-          out.size(1) == spec_.num_classes,
+      logits.dim() == 2 && logits.size(0) == n && logits.size(1) == spec_.num_classes,
       "{}: model '{}' returned logits of shape {}, expected [{}, {}]",
       what,
       name_,
-      out.sizes(),
-      x.size(0),
+      logits.sizes(),
+      n,
       spec_.num_classes);
-  BB_CHECK(
-      torch::isfinite(out).all().item<bool>(),
-      "{}: model '{}' returned NaN or infinite logits",
-      what,
-      name_);
+}
+
+void Classifier::check_finite(
+    const torch::Tensor& logits,
+    const std::string& what,
+    int64_t first_index,
+    const std::string& where) const {
+  BB_ASSERT(logits.dim() == 2, "check_finite takes logits [N, k]");
+  auto bad = ~torch::isfinite(logits.detach()).all(1);
+  if (bad.any().item<bool>()) {
+    const int64_t first_bad = bad.nonzero()[0][0].item<int64_t>();
+    throw NonFiniteLogits(what, name_, first_index + first_bad, where);
+  }
+}
+
+torch::Tensor Classifier::checked_logits(
+    const torch::Tensor& x,
+    const std::string& what,
+    int64_t first_index) const {
+  auto out = logits(x);
+  check_logits_shape(out, x.size(0), what);
+  check_finite(out, what, first_index);
+  return out;
+}
+
+void Classifier::check_logits(const torch::Tensor& x, const std::string& what) const {
+  checked_logits(x, what);
 }
 
 torch::Tensor Classifier::logits(const torch::Tensor& x) const {
@@ -66,7 +112,13 @@ torch::Tensor Classifier::logits(const torch::Tensor& x) const {
 }
 
 torch::Tensor Classifier::logits_with_grad(const torch::Tensor& x) const {
-  return forward_(x);
+  auto out = forward_(x);
+  BB_CHECK(
+      out.requires_grad() || !x.requires_grad() || !torch::GradMode::is_enabled(),
+      "model '{}': its logits carry no gradient (detached, or computed under no_grad); "
+      "attacks need the gradient with respect to the input",
+      name_);
+  return out;
 }
 
 torch::Tensor Classifier::predict(const torch::Tensor& x) const {
@@ -113,7 +165,7 @@ MarginGradients Classifier::margin_gradients(
   if (!xr.requires_grad()) {
     xr = xr.clone().requires_grad_(true);
   }
-  auto out = forward_(xr).view({m, n, -1});
+  auto out = logits_with_grad(xr).view({m, n, -1});
   auto fc = out.gather(2, c.view({1, n, 1}).expand({m, n, 1}));
   auto fj = out.gather(2, classes.t().reshape({m, n, 1}));
   auto g = (fc - fj).squeeze(2);  // [m, n]

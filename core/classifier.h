@@ -9,9 +9,27 @@
 
 #include <torch/types.h>
 
+#include "core/error.h"
 #include "core/norm.h"
 
 namespace bb {
+
+// NaN or infinite logits: a bb::Error naming what was evaluated, the model and
+// the first sample at fault, numbered from the first index the caller gave.
+class NonFiniteLogits : public Error {
+ public:
+  // `where` is appended to the sample ("" or e.g. " at a candidate example").
+  NonFiniteLogits(std::string what, std::string model, int64_t sample, std::string where = "");
+  int64_t sample() const { return sample_; }
+  // The same error for a batch that starts at sample `first` of `what`.
+  NonFiniteLogits renumbered(int64_t first, const std::string& what) const;
+
+ private:
+  std::string what_;
+  std::string model_;
+  int64_t sample_;
+  std::string where_;
+};
 
 // What a model expects: one input's shape (C, H, W), the number of classes and
 // the input domain D.
@@ -62,13 +80,32 @@ class Classifier {
 
   // Throws bb::Error naming `what` unless x is a float batch [N, spec.shape].
   void check_input(const torch::Tensor& x, const std::string& what) const;
-  // Throws bb::Error naming `what` if the logits of x hold NaN or inf, or if
-  // their shape is not [N, k]. One host sync: call it once, on a first batch.
+  // Logits [N, k] of x without a graph, checked: a shape other than [N, k] is
+  // a bb::Error naming `what` and the model; a NaN or inf a NonFiniteLogits
+  // naming the first sample at fault, numbered from first_index (the batch's
+  // place in its data set). One host sync. Commands run it on every batch of
+  // data (the first batch before any work), where they need the logits anyway.
+  torch::Tensor checked_logits(
+      const torch::Tensor& x,
+      const std::string& what,
+      int64_t first_index = 0) const;
+  // checked_logits, for its checks alone.
   void check_logits(const torch::Tensor& x, const std::string& what) const;
+  // The shape check of checked_logits alone, on logits already computed for a
+  // batch of n inputs (loading a model runs it on a zero batch).
+  void check_logits_shape(const torch::Tensor& logits, int64_t n, const std::string& what) const;
+  // The finiteness check of checked_logits alone, on logits already computed.
+  void check_finite(
+      const torch::Tensor& logits,
+      const std::string& what,
+      int64_t first_index = 0,
+      const std::string& where = "") const;
 
   // Logits [N, k] without a graph.
   torch::Tensor logits(const torch::Tensor& x) const;
-  // Logits with autograd (for attacks that build their own objective).
+  // Logits with autograd (for attacks that build their own objective). When x
+  // requires a gradient, logits that carry none (a model that detaches its
+  // output or runs under no_grad) are a bb::Error naming the model.
   torch::Tensor logits_with_grad(const torch::Tensor& x) const;
   // argmax_j f_j(x): [N] int64.
   torch::Tensor predict(const torch::Tensor& x) const;
@@ -81,7 +118,8 @@ class Classifier {
   // g_j and grad_x g_j for the classes `targets` ([N, m] int64; undefined:
   // all k classes). The batch is replicated m times and one backward pass
   // gives all m gradients. With create_graph the results stay differentiable
-  // (double backprop).
+  // (double backprop). Logits that carry no gradient are a bb::Error naming
+  // the model.
   MarginGradients margin_gradients(
       const torch::Tensor& x,
       const torch::Tensor& c,

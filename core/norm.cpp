@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace bb {
 namespace {
@@ -305,11 +307,23 @@ torch::Tensor feasible_descent_norms(
   return lp_norm(masked.reshape({n * m, -1}), q).view({n, m});
 }
 
-torch::Tensor sample_ball(
+namespace {
+
+// Where the random numbers of sample_ball come from: torch's global
+// generator, or one counter-based stream per sample.
+struct BallDraws {
+  std::function<torch::Tensor(at::IntArrayRef)> uniform;      // in [0, 1)
+  std::function<torch::Tensor(at::IntArrayRef)> normal;
+  std::function<torch::Tensor(at::IntArrayRef)> exponential;
+  std::function<torch::Tensor(at::IntArrayRef)> sign;         // -1 or +1
+};
+
+torch::Tensor sample_ball_from(
     const torch::Tensor& center,
     const torch::Tensor& radius,
     Norm p,
-    int64_t draws) {
+    int64_t draws,
+    const BallDraws& random) {
   const int64_t n = center.size(0);
   const int64_t d = center.numel() / std::max<int64_t>(n, 1);
   auto options = center.options();
@@ -317,12 +331,12 @@ torch::Tensor sample_ball(
   torch::Tensor unit;  // [N, draws, d], uniform in the unit ball
   switch (p) {
     case Norm::Linf:
-      unit = torch::rand({n, draws, d}, options) * 2 - 1;
+      unit = random.uniform({n, draws, d}) * 2 - 1;
       break;
     case Norm::L2: {
-      auto gauss = torch::randn({n, draws, d}, options);
+      auto gauss = random.normal({n, draws, d});
       auto direction = gauss / gauss.norm(2, {2}, /*keepdim=*/true);
-      auto length = torch::rand({n, draws, 1}, options).pow(1.0 / d);
+      auto length = random.uniform({n, draws, 1}).pow(1.0 / d);
       unit = direction * length;
       break;
     }
@@ -330,11 +344,10 @@ torch::Tensor sample_ball(
       // d + 1 exponential spacings normalised by their sum: the first d are
       // uniform on the simplex {y >= 0, sum y <= 1}; random signs make the
       // point uniform in the cross-polytope.
-      auto spacing = torch::empty({n, draws, d + 1}, options).exponential_();
+      auto spacing = random.exponential({n, draws, d + 1});
       auto simplex =
           spacing.narrow(2, 0, d) / spacing.sum(2, /*keepdim=*/true);
-      auto sign = torch::randint(0, 2, {n, draws, d}, options) * 2 - 1;
-      unit = simplex * sign;
+      unit = simplex * random.sign({n, draws, d});
       break;
     }
   }
@@ -343,6 +356,42 @@ torch::Tensor sample_ball(
     shape.push_back(center.size(i));
   }
   return (flat(center).unsqueeze(1) + r * unit).reshape(shape);
+}
+
+}  // namespace
+
+torch::Tensor sample_ball(
+    const torch::Tensor& center,
+    const torch::Tensor& radius,
+    Norm p,
+    int64_t draws) {
+  auto options = center.options();
+  BallDraws global{
+      [options](at::IntArrayRef s) { return torch::rand(s, options); },
+      [options](at::IntArrayRef s) { return torch::randn(s, options); },
+      [options](at::IntArrayRef s) { return torch::empty(s, options).exponential_(); },
+      [options](at::IntArrayRef s) { return torch::randint(0, 2, s, options) * 2 - 1; },
+  };
+  return sample_ball_from(center, radius, p, draws, global);
+}
+
+torch::Tensor sample_ball(
+    const torch::Tensor& center,
+    const torch::Tensor& radius,
+    Norm p,
+    int64_t draws,
+    RandomStreams& streams) {
+  BB_ASSERT(streams.size() == center.size(0), "{} random streams for {} samples", streams.size(), center.size(0));
+  const auto dtype = center.scalar_type();
+  // Each call drops the leading [N] of the request: the streams add it.
+  auto tail = [](at::IntArrayRef s) { return s.slice(1); };
+  BallDraws own{
+      [&](at::IntArrayRef s) { return streams.uniform(tail(s), dtype); },
+      [&](at::IntArrayRef s) { return streams.normal(tail(s), dtype); },
+      [&](at::IntArrayRef s) { return streams.exponential(tail(s), dtype); },
+      [&](at::IntArrayRef s) { return (streams.uniform(tail(s), dtype) < 0.5).to(dtype) * 2 - 1; },
+  };
+  return sample_ball_from(center, radius, p, draws, own);
 }
 
 }  // namespace bb

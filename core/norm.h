@@ -13,6 +13,8 @@
 
 namespace bb {
 
+class RandomStreams;
+
 enum class Norm { L1, L2, Linf };
 
 // The input domain D = [lo, hi]^d (pixel space: [0, 1]).
@@ -125,5 +127,14 @@ torch::Tensor sample_ball(
     const torch::Tensor& radius,
     Norm p,
     int64_t draws);
+// The same with each sample's numbers from its own stream (core/random.h),
+// so that a sample's draws do not depend on the batch; computed in center's
+// dtype on its device.
+torch::Tensor sample_ball(
+    const torch::Tensor& center,
+    const torch::Tensor& radius,
+    Norm p,
+    int64_t draws,
+    RandomStreams& streams);
 
 }  // namespace bb

@@ -11,7 +11,6 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// [N, 1, ..., 1] so that it broadcasts against a [N, ...] tensor.
 }  // namespace
 
 Region::Region(torch::Tensor center, torch::Tensor radius, Norm p, Box box)
@@ -28,9 +27,9 @@ Region::Region(torch::Tensor center, torch::Tensor radius, Norm p, Box box)
       center_.size(0));
 }
 
-Region Region::domain(torch::Tensor center, Box box) {
+Region Region::domain(torch::Tensor center, Norm p, Box box) {
   auto radius = torch::full({center.size(0)}, kInf, center.options());
-  return Region(std::move(center), std::move(radius), Norm::Linf, box);
+  return Region(std::move(center), std::move(radius), p, box);
 }
 
 Region Region::ball(torch::Tensor center, torch::Tensor radius, Norm p, Box box) {
@@ -50,16 +49,39 @@ torch::Tensor Region::contains(const torch::Tensor& z, double tol) const {
   return in_box & in_ball;
 }
 
-torch::Tensor Region::sample(int64_t draws) const {
+torch::Tensor Region::sample(int64_t draws, RandomStreams& streams) const {
+  // Regions are all balls or all D in practice; a batch that mixes them
+  // draws both for every sample (so a sample's draws would then depend on
+  // its batch mixing them).
   auto infinite = torch::isinf(radius_);
-  auto finite_radius = torch::where(infinite, torch::zeros_like(radius_), radius_);
-  auto in_ball = sample_ball(center_, finite_radius, norm_, draws)
-                     .clamp(box_.lo, box_.hi);
-  auto in_box = box_.lo +
-      (box_.hi - box_.lo) * torch::rand(in_ball.sizes(), in_ball.options());
+  const bool any_infinite = infinite.any().item<bool>();
+  const bool all_infinite = any_infinite && infinite.all().item<bool>();
+  torch::Tensor in_ball;
+  if (!all_infinite) {
+    auto finite_radius = torch::where(infinite, torch::zeros_like(radius_), radius_);
+    in_ball = sample_ball(center_, finite_radius, norm_, draws, streams).clamp(box_.lo, box_.hi);
+  }
+  if (!any_infinite) {
+    return in_ball;
+  }
+  std::vector<int64_t> tail{draws};
+  tail.insert(tail.end(), center_.sizes().begin() + 1, center_.sizes().end());
+  auto in_box = box_.lo + (box_.hi - box_.lo) * streams.uniform(tail, center_.scalar_type());
+  if (all_infinite) {
+    return in_box;
+  }
   std::vector<int64_t> shape(in_ball.dim(), 1);
   shape[0] = radius_.size(0);
   return torch::where(infinite.view(shape), in_box, in_ball);
+}
+
+bool Region::is_domain() const {
+  return torch::isinf(radius_).all().item<bool>();
+}
+
+Region Region::rows(const torch::Tensor& rows) const {
+  auto index = rows.to(center_.device());
+  return Region(center_.index_select(0, index), radius_.index_select(0, index), norm_, box_);
 }
 
 std::pair<torch::Tensor, torch::Tensor> Region::interval_hull() const {
@@ -68,7 +90,7 @@ std::pair<torch::Tensor, torch::Tensor> Region::interval_hull() const {
 }
 
 std::string Region::describe() const {
-  if (torch::isinf(radius_).all().item<bool>()) {
+  if (is_domain()) {
     return "D";
   }
   return fmt::format("B_{}(x, R) ∩ D", norm_name(norm_));

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <torch/torch.h>
 
@@ -23,9 +24,24 @@ constexpr size_t kCifarRecord = 1 + 3 * 32 * 32;
 constexpr int64_t kCifarClasses = 10;
 
 std::vector<uint8_t> read_file(const std::string& path) {
+  // A folder or a FIFO opens as a stream too; its "size" is garbage.
+  std::error_code error;
+  const auto status = std::filesystem::status(path, error);
+  BB_CHECK(
+      std::filesystem::exists(status),
+      "{}: cannot open for reading ({})",
+      path,
+      error ? error.message() : std::string("not found"));
+  BB_CHECK(
+      std::filesystem::is_regular_file(status),
+      "{}: {}, not a data file",
+      path,
+      std::filesystem::is_directory(status) ? "is a folder" : "is not a regular file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   BB_CHECK(in.good(), "{}: cannot open for reading", path);
-  const auto size = static_cast<size_t>(in.tellg());
+  const auto end = in.tellg();
+  BB_CHECK(end >= 0, "{}: cannot read its size", path);
+  const auto size = static_cast<size_t>(end);
   std::vector<uint8_t> bytes(size);
   in.seekg(0);
   in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size));
@@ -73,13 +89,45 @@ std::string join_path(const std::string& a, const std::string& b) {
   return (std::filesystem::path(a) / b).string();
 }
 
-void require_file(const std::string& path, const std::string& dataset) {
+// A path as a shell word: quoted unless it is made of safe characters only.
+std::string shell_word(const std::string& text) {
+  const bool safe = !text.empty() &&
+      text.find_first_not_of(
+          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-+=:,@%") ==
+          std::string::npos;
+  if (safe) {
+    return text;
+  }
+  std::string quoted = "'";
+  for (char ch : text) {
+    quoted += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  }
+  return quoted + "'";
+}
+
+// The fetch command for `dataset` into `data_dir` (--data-dir only when it
+// is not the default folder, which scripts/setup.sh fills too).
+std::string fetch_hint(const std::string& dataset, const std::string& data_dir) {
+  std::string default_dir;
+  try {
+    default_dir = default_data_dir();
+  } catch (const Error&) {
+  }
+  const bool is_default = !default_dir.empty() &&
+      std::filesystem::path(default_dir).lexically_normal() ==
+          std::filesystem::path(data_dir).lexically_normal();
+  return is_default
+      ? fmt::format("`datasets/fetch.sh {}` (or scripts/setup.sh)", dataset)
+      : fmt::format("`datasets/fetch.sh --data-dir {} {}`", shell_word(data_dir), dataset);
+}
+
+void require_file(const std::string& path, const std::string& dataset, const std::string& data_dir) {
+  std::error_code error;
   BB_CHECK(
-      std::filesystem::exists(path),
-      "{}: data file not found; fetch it with `datasets/fetch.sh {}` "
-      "(or scripts/setup.sh)",
+      std::filesystem::exists(path, error),
+      "{}: data file not found; fetch it with {}",
       path,
-      dataset);
+      fetch_hint(dataset, data_dir));
 }
 
 }  // namespace
@@ -153,7 +201,19 @@ torch::Tensor read_idx_images(const std::string& path) {
   const uint64_t rows = big_endian_u32(bytes, 8);
   const uint64_t cols = big_endian_u32(bytes, 12);
   BB_CHECK(rows > 0 && cols > 0, "{}: image size {}x{} is empty", path, rows, cols);
-  expect_field(path, "file size (bytes)", kIdxImagesHeader + count * rows * cols, bytes.size());
+  // Three 32-bit fields: their product can pass 2^64 and wrap around to the
+  // real size, so check it without wrapping.
+  uint64_t pixels = 0;
+  BB_CHECK(
+      !__builtin_mul_overflow(count, rows * cols, &pixels) &&
+          pixels <= std::numeric_limits<uint64_t>::max() - kIdxImagesHeader,
+      "{}: header claims {} images of {}x{} pixels, more than any file holds (file size {} bytes)",
+      path,
+      count,
+      rows,
+      cols,
+      bytes.size());
+  expect_field(path, "file size (bytes)", kIdxImagesHeader + pixels, bytes.size());
   return bytes_to_tensor(
              bytes.data() + kIdxImagesHeader,
              {static_cast<int64_t>(count), 1, static_cast<int64_t>(rows),
@@ -233,15 +293,15 @@ Dataset load_dataset(
       paths.push_back(join_path(folder, "cifar-10-batches-bin/test_batch.bin"));
     }
     for (const auto& path : paths) {
-      require_file(path, info.name);
+      require_file(path, info.name, data_dir);
     }
     std::tie(data.images, data.labels) = read_cifar10_batches(paths);
   } else {
     const std::string prefix = split == "train" ? "train" : "t10k";
     const std::string images = join_path(folder, prefix + "-images-idx3-ubyte");
     const std::string labels = join_path(folder, prefix + "-labels-idx1-ubyte");
-    require_file(images, info.name);
-    require_file(labels, info.name);
+    require_file(images, info.name, data_dir);
+    require_file(labels, info.name, data_dir);
     data.images = read_idx_images(images);
     data.labels = read_idx_labels(labels, static_cast<int64_t>(info.class_names.size()));
     BB_CHECK(

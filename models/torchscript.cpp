@@ -799,6 +799,12 @@ Model load_torchscript(const std::string& path, const InputSpec& spec, torch::De
   } catch (const std::exception& e) {
     throw Error(fmt::format("{}: not a TorchScript module: {}", path, reason_of(e)));
   }
+  BB_CHECK(
+      module.find_method("forward").has_value(),
+      "{}: not a TorchScript module (no forward method): a checkpoint saved with torch::save, as "
+      "`boundbench train` writes, loads by name from its zoo (train --manifest, "
+      "BOUNDBENCH_ZOO_DIR); export your own with torch.jit.trace or torch.jit.script",
+      path);
   module.eval();
   module.to(device);
 

@@ -29,16 +29,32 @@ InputSpec spec_of(const std::string& dataset) {
   return InputSpec{info.shape, static_cast<int64_t>(info.class_names.size()), Box{0, 1}};
 }
 
-// One forward pass of a zero batch: NaN logits are caught before any work.
+// One forward pass of a zero batch: the logits' shape is checked before any
+// work. Not their finiteness: a model may be NaN on zeros (per-image
+// standardisation) and fine on images, or the other way round; callers check
+// the first batch of data (Classifier::checked_logits).
 void check_first_batch(const Model& model, const std::string& what) {
   std::vector<int64_t> shape{2};
   const auto& s = model.classifier.spec().shape;
   shape.insert(shape.end(), s.begin(), s.end());
-  model.classifier.check_logits(
-      torch::zeros(shape, torch::TensorOptions().device(model.classifier.device())), what);
+  model.classifier.check_logits_shape(
+      model.classifier.logits(
+          torch::zeros(shape, torch::TensorOptions().device(model.classifier.device()))),
+      2,
+      what);
 }
 
 }  // namespace
+
+const LayerList& require_layers(const Model& model, const std::string& method) {
+  BB_CHECK(
+      model.layers.has_value(),
+      "{}: model {} is not a supported layer chain: {}",
+      method,
+      model.source,
+      model.layers_unavailable.empty() ? std::string("no layer list") : model.layers_unavailable);
+  return *model.layers;
+}
 
 std::string default_zoo_dir() {
   if (const char* dir = std::getenv("BOUNDBENCH_ZOO_DIR"); dir && *dir) {
@@ -109,9 +125,33 @@ Model load_model(
     const std::string& zoo_dir) {
   if (looks_like_file(name_or_path)) {
     BB_CHECK(!dataset.empty(), "--dataset is required with a TorchScript model ({})", name_or_path);
-    Model model = load_torchscript(name_or_path, spec_of(dataset), device);
-    check_first_batch(model, name_or_path);
-    return model;
+    try {
+      Model model = load_torchscript(name_or_path, spec_of(dataset), device);
+      check_first_batch(model, name_or_path);
+      return model;
+    } catch (const Error&) {
+      // A zoo checkpoint (torch::save, no forward method) given as a file:
+      // say which name loads it.
+      std::string zoo_name;
+      try {
+        const std::string digest = sha256_file(name_or_path);
+        const auto manifest = read_manifest(zoo_dir);
+        for (const auto& m : manifest["models"]) {
+          if (m.value("sha256", "") == digest) {
+            zoo_name = m.value("name", "");
+          }
+        }
+      } catch (const std::exception&) {
+        // Not readable, or no zoo: the loader's own error stands.
+      }
+      BB_CHECK(
+          zoo_name.empty(),
+          "{}: the zoo checkpoint of {}, not a TorchScript module; use --model {}",
+          name_or_path,
+          zoo_name,
+          zoo_name);
+      throw;
+    }
   }
   const Architecture& arch = architecture(name_or_path);
   const std::string data = dataset.empty() ? arch.dataset : dataset;
@@ -136,11 +176,12 @@ Model load_model(
   BB_CHECK(
       entry != nullptr,
       "--model {}: not in the zoo manifest {} (trained: {}); train it with "
-      "`boundbench train --model {}`",
+      "`boundbench train --model {} --out {} --manifest`",
       arch.name,
       manifest_path(zoo_dir),
       trained.empty() ? std::string("none") : fmt::format("{}", fmt::join(trained, ", ")),
-      arch.name);
+      arch.name,
+      (std::filesystem::path(zoo_dir) / (arch.name + ".pt")).string());
   const std::string path =
       (std::filesystem::path(zoo_dir) / entry->value("file", arch.name + ".pt")).string();
   BB_CHECK(std::filesystem::exists(path), "{}: checkpoint not found", path);

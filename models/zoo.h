@@ -10,17 +10,9 @@
 
 #include "core/classifier.h"
 #include "models/layers.h"
+#include "models/model.h"
 
 namespace bb {
-
-struct Model {
-  Classifier classifier;
-  std::string source;               // zoo name, or the TorchScript file's path
-  std::string sha256;               // of the checkpoint file
-  std::optional<LayerList> layers;  // the layer chain, for certified bounds
-  std::string layers_unavailable;   // why there is none (every unsupported op)
-  nlohmann::json metadata;          // the zoo manifest entry; {} for TorchScript
-};
 
 // $BOUNDBENCH_ZOO_DIR, else models/zoo of this source tree.
 std::string default_zoo_dir();

@@ -1,6 +1,8 @@
 // The data readers on tiny files written here: valid files read back exactly,
 // malformed ones are rejected with a message naming the file. When the real
 // data sets are in the cache, their shapes and first labels are checked too.
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -92,12 +94,41 @@ TEST(IdxReader, LoaderRejectsCountMismatchAndWrongShape) {
       {"fashion-mnist", "[1, 27, 28]", "[1, 28, 28]"});
   testing::expect_error(
       [&] { load_dataset("mnist", "train", dir.path().string()); },
-      {"train-images-idx3-ubyte", "not found", "datasets/fetch.sh mnist"});
+      {"train-images-idx3-ubyte", "not found",
+       "`datasets/fetch.sh --data-dir " + dir.path().string() + " mnist`"});
   testing::expect_error(
       [&] { load_dataset("mnist", "valid", dir.path().string()); }, {"--split", "valid"});
   testing::expect_error(
       [&] { load_dataset("imagenet", "test", dir.path().string()); },
       {"'imagenet'", "mnist, fashion-mnist, cifar10"});
+}
+
+// 2^64 + 4 = 769546 x 494770 x 48448661: modulo 2^64 the header claims 4
+// pixels, and the file has 4.
+TEST(IdxReader, RejectsDimensionsWhoseProductWrapsAround) {
+  testing::TempDir dir;
+  const auto path = dir.file("wraps");
+  write_bytes(path, idx_images(2051, 769546, 494770, 48448661, 4));
+  testing::expect_error(
+      [&] { read_idx_images(path); },
+      {path, "header claims 769546 images of 494770x48448661 pixels", "file size 20 bytes"});
+}
+
+// A folder or a FIFO where a data file should be: refused by name (a folder
+// used to read as a huge file, std::bad_alloc; a FIFO would block).
+TEST(DataFiles, FoldersAndSpecialFilesAreRefusedByName) {
+  testing::TempDir dir;
+  const auto folder = dir.file("mnist/t10k-images-idx3-ubyte");
+  std::filesystem::create_directories(folder);
+  write_bytes(dir.file("mnist/t10k-labels-idx1-ubyte"), idx_labels(2049, 1, {1}));
+  testing::expect_error([&] { read_idx_images(folder); }, {folder, "is a folder, not a data file"});
+  testing::expect_error([&] { read_idx_labels(folder, 10); }, {folder, "is a folder"});
+  testing::expect_error([&] { read_cifar10_batches({folder}); }, {folder, "is a folder"});
+  testing::expect_error(
+      [&] { load_dataset("mnist", "test", dir.path().string()); }, {folder, "is a folder"});
+  const auto fifo = dir.file("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  testing::expect_error([&] { read_idx_labels(fifo, 10); }, {fifo, "is not a regular file"});
 }
 
 std::vector<uint8_t> cifar_records(std::vector<uint8_t> labels) {

@@ -23,7 +23,8 @@ TEST(Region, SamplesStayInsideAndInsideTheHull) {
   auto center = torch::rand({4, 1, 3, 3});
   for (Norm p : all_norms()) {
     auto region = Region::ball(center, torch::tensor({0.1, 0.5, 2.0, kInf}), p, Box{0, 1});
-    auto points = region.sample(64);  // [4, 64, 1, 3, 3]
+    auto streams = RandomStreams::derive(3, "region", torch::arange(4), torch::kCPU);
+    auto points = region.sample(64, streams);  // [4, 64, 1, 3, 3]
     ASSERT_EQ(points.size(1), 64);
     auto [lower, upper] = region.interval_hull();
     for (int64_t k = 0; k < 64; k += 9) {
@@ -41,9 +42,12 @@ TEST(Region, SamplesStayInsideAndInsideTheHull) {
 
 TEST(Region, DomainIsTheBox) {
   auto center = torch::full({2, 5}, 0.5);
-  auto region = Region::domain(center, Box{-1, 2});
+  auto region = Region::domain(center, Norm::L2, Box{-1, 2});
   EXPECT_EQ(region.describe(), "D");
-  auto points = region.sample(500);
+  EXPECT_EQ(region.norm(), Norm::L2);
+  EXPECT_TRUE(region.is_domain());
+  auto streams = RandomStreams::derive(0, "domain", torch::arange(2), torch::kCPU);
+  auto points = region.sample(500, streams);
   EXPECT_GE(points.min().item<float>(), -1.0f);
   EXPECT_LE(points.max().item<float>(), 2.0f);
   EXPECT_LT(points.min().item<float>(), -0.9f);  // spread over the whole box

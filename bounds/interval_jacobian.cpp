@@ -1,0 +1,475 @@
+#include "bounds/interval_jacobian.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include <torch/torch.h>
+
+#include "bounds/operator_norm.h"
+#include "core/error.h"
+
+namespace bb {
+namespace {
+
+namespace F = torch::nn::functional;
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+// Relative outward widening of the smooth activations' derivative intervals.
+constexpr double kWiden = 1e-12;
+// Elements of one functional chunk at the widest layer (sign_aware): 32 MiB.
+constexpr int64_t kChunkElements = int64_t{1} << 22;
+
+// The derivative interval, its layer, and (sign_aware) the interval of the
+// gradient arriving at the activation's output.
+struct ActivationState {
+  torch::Tensor dl;  // [N, 1, ...]: broadcasts over the m rows of a sample
+  torch::Tensor du;
+  torch::Tensor lo;  // [N, m, ...]
+  torch::Tensor hi;
+};
+
+// [1, 1, ..., C, 1, ...] with C at `dim`, to scale the channel `dim` of a
+// tensor with `rank` dimensions.
+torch::Tensor channel_view(const torch::Tensor& scale, int64_t rank, int64_t dim) {
+  std::vector<int64_t> shape(rank, 1);
+  shape[dim] = scale.numel();
+  return scale.reshape(shape);
+}
+
+std::vector<int64_t> with_prefix(std::vector<int64_t> prefix, const std::vector<int64_t>& shape) {
+  prefix.insert(prefix.end(), shape.begin(), shape.end());
+  return prefix;
+}
+
+int64_t numel_of(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (auto s : shape) {
+    n *= s;
+  }
+  return n;
+}
+
+// One input's shape from the bounds: walk back from the first activation's
+// input (or the logits) through the linear layers before it.
+std::vector<int64_t> infer_input_shape(const LayerList& layers, const PreActivationBounds& bounds) {
+  size_t start = layers.size();
+  std::vector<int64_t> shape;
+  if (!bounds.layer.empty()) {
+    start = static_cast<size_t>(bounds.layer.front());
+    shape.assign(bounds.lower.front().sizes().begin() + 1, bounds.lower.front().sizes().end());
+  } else {
+    BB_CHECK(
+        layers.back().kind == LayerKind::Linear,
+        "interval Jacobian: cannot infer the input shape of a chain that ends with {}; pass it",
+        layers.back().describe());
+    shape = {layers.back().weight.size(0)};
+  }
+  for (size_t i = start; i-- > 0;) {
+    const Layer& layer = layers[i];
+    switch (layer.kind) {
+      case LayerKind::Linear:
+        shape = {layer.weight.size(1)};
+        break;
+      case LayerKind::ChannelAffine:
+        break;
+      case LayerKind::Conv2d: {
+        BB_CHECK(
+            layer.stride[0] == 1 && layer.stride[1] == 1 && shape.size() == 3,
+            "interval Jacobian: the input shape is ambiguous across layer {} ({}), a strided "
+            "convolution before the first activation; pass input_shape",
+            i, layer.describe());
+        shape = {layer.weight.size(1),
+                 shape[1] + layer.weight.size(2) - 1 - 2 * layer.padding[0],
+                 shape[2] + layer.weight.size(3) - 1 - 2 * layer.padding[1]};
+        break;
+      }
+      case LayerKind::Flatten: {
+        // Only channel scalings may come before: any [C, rest] layout then
+        // gives the same gradient entries.
+        int64_t channels = 1;
+        for (size_t k = 0; k < i; ++k) {
+          BB_CHECK(
+              layers[k].kind == LayerKind::ChannelAffine,
+              "interval Jacobian: the input shape is ambiguous across layer {} ({}); pass "
+              "input_shape",
+              k, layers[k].describe());
+          channels = std::max<int64_t>(channels, layers[k].weight.numel());
+        }
+        const int64_t features = numel_of(shape);
+        BB_CHECK(
+            features % channels == 0,
+            "interval Jacobian: {} features do not split into {} channels",
+            features, channels);
+        shape = channels == 1 ? std::vector<int64_t>{features}
+                              : std::vector<int64_t>{channels, features / channels};
+        break;
+      }
+      default:
+        BB_ASSERT(false, "activation {} before the first one", i);
+    }
+  }
+  return shape;
+}
+
+// x * dl, x * du for an interval [lo, hi] and dl >= 0: the exact product.
+std::pair<torch::Tensor, torch::Tensor> interval_product(
+    const torch::Tensor& lo,
+    const torch::Tensor& hi,
+    const torch::Tensor& dl,
+    const torch::Tensor& du) {
+  return {torch::min(lo * dl, lo * du), torch::max(hi * dl, hi * du)};
+}
+
+// Float64 weights on the device, converted once.
+struct Weights {
+  std::vector<torch::Tensor> w;
+  std::vector<torch::Tensor> abs;
+};
+
+// Upper bounds on v . gamma_0 over the region for the functionals V
+// [N, m, F, ...input shape] (see the header): [N, m, F].
+torch::Tensor functional_upper(
+    torch::Tensor v,
+    const LayerList& layers,
+    const Weights& weights,
+    const std::vector<std::vector<int64_t>>& shapes,
+    const std::map<int64_t, ActivationState>& states,
+    const torch::Tensor& delta) {
+  const int64_t n = v.size(0);
+  const int64_t m = v.size(1);
+  const int64_t f = v.size(2);
+  auto constant = torch::zeros({n, m, f}, v.options());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Layer& layer = layers[i];
+    const auto& out_shape = shapes[i + 1];
+    switch (layer.kind) {
+      case LayerKind::Linear:
+        v = v.matmul(weights.w[i].t());
+        break;
+      case LayerKind::Conv2d:
+        v = F::conv2d(
+                v.reshape(with_prefix({n * m * f}, shapes[i])),
+                weights.w[i],
+                F::Conv2dFuncOptions().stride(layer.stride).padding(layer.padding))
+                .reshape(with_prefix({n, m, f}, out_shape));
+        break;
+      case LayerKind::ChannelAffine:
+        v = v * channel_view(weights.w[i], v.dim(), 3);
+        break;
+      case LayerKind::Flatten:
+        v = v.reshape({n, m, f, -1});
+        break;
+      case LayerKind::ReLU:
+      case LayerKind::Softplus:
+      case LayerKind::Tanh: {
+        const auto& s = states.at(static_cast<int64_t>(i));
+        auto dl = s.dl.unsqueeze(2);
+        auto du = s.du.unsqueeze(2);
+        auto lo = s.lo.unsqueeze(2);
+        auto hi = s.hi.unsqueeze(2);
+        auto vdl = v * dl;
+        auto vdu = v * du;
+        auto exact = (dl == du).expand_as(v);
+        auto positive = (lo >= 0).expand_as(v);
+        auto negative = (hi <= 0).expand_as(v);
+        auto zeros = torch::zeros_like(v);
+        auto merged = torch::where(
+            exact, vdu,
+            torch::where(
+                positive, torch::max(vdl, vdu),
+                torch::where(negative, torch::min(vdl, vdu), zeros)));
+        auto unknown = ~(exact | positive | negative);
+        auto worst = torch::max(
+            torch::max(vdl * lo, vdl * hi), torch::max(vdu * lo, vdu * hi));
+        constant += torch::where(unknown, worst, zeros).reshape({n, m, f, -1}).sum(3);
+        v = merged;
+        break;
+      }
+    }
+  }
+  return constant + (v * delta.unsqueeze(2)).sum(3);
+}
+
+// Runs functional_upper over chunks of the F functionals.
+torch::Tensor functional_upper_chunked(
+    const torch::Tensor& v,
+    const LayerList& layers,
+    const Weights& weights,
+    const std::vector<std::vector<int64_t>>& shapes,
+    const std::map<int64_t, ActivationState>& states,
+    const torch::Tensor& delta) {
+  int64_t widest = 1;
+  for (const auto& shape : shapes) {
+    widest = std::max(widest, numel_of(shape));
+  }
+  const int64_t rows = v.size(0) * v.size(1);
+  const int64_t chunk = std::max<int64_t>(1, kChunkElements / (rows * widest));
+  std::vector<torch::Tensor> parts;
+  for (int64_t start = 0; start < v.size(2); start += chunk) {
+    const int64_t length = std::min(chunk, v.size(2) - start);
+    parts.push_back(functional_upper(v.narrow(2, start, length), layers, weights, shapes, states, delta));
+  }
+  return torch::cat(parts, 2);
+}
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> derivative_interval(
+    const Layer& activation,
+    const torch::Tensor& lower,
+    const torch::Tensor& upper) {
+  auto l = lower.to(torch::kFloat64);
+  auto u = upper.to(torch::kFloat64);
+  torch::Tensor dl;
+  torch::Tensor du;
+  switch (activation.kind) {
+    case LayerKind::ReLU:
+      // Exact: at z = 0 any value in [0, 1] is a (Clarke) derivative.
+      return {(l > 0).to(torch::kFloat64), (u >= 0).to(torch::kFloat64)};
+    case LayerKind::Softplus: {
+      const double beta = activation.beta;
+      dl = torch::sigmoid(beta * l);
+      du = torch::where(beta * u >= 20.0, torch::ones_like(u), torch::sigmoid(beta * u));
+      break;
+    }
+    case LayerKind::Tanh: {
+      auto slope = [](const torch::Tensor& z) { return torch::cosh(z).square().reciprocal(); };
+      auto at_l = slope(l);
+      auto at_u = slope(u);
+      auto at_far = slope(torch::max(-l, u));
+      auto nonnegative = l >= 0;
+      auto nonpositive = u <= 0;
+      dl = torch::where(nonnegative, at_u, torch::where(nonpositive, at_l, at_far));
+      du = torch::where(
+          nonnegative, at_l, torch::where(nonpositive, at_u, torch::ones_like(u)));
+      break;
+    }
+    default:
+      BB_CHECK(false, "{} is not an activation", activation.describe());
+  }
+  dl = (dl * (1 - kWiden)).clamp(0.0, 1.0);
+  du = torch::nextafter(du * (1 + kWiden), torch::full_like(du, kInf)).clamp(0.0, 1.0);
+  return {dl, du};
+}
+
+torch::Tensor interval_jacobian_norm(
+    const LayerList& layers,
+    const PreActivationBounds& bounds,
+    const torch::Tensor& c,
+    const torch::Tensor& targets,
+    Norm q,
+    bool sign_aware,
+    const std::vector<int64_t>& input_shape) {
+  BB_CHECK(!layers.empty(), "interval Jacobian: empty layer chain");
+  BB_CHECK(
+      bounds.layer.size() == bounds.lower.size() && bounds.layer.size() == bounds.upper.size(),
+      "interval Jacobian: pre-activation bounds with {} layers, {} lower and {} upper tensors",
+      bounds.layer.size(), bounds.lower.size(), bounds.upper.size());
+  BB_CHECK(
+      c.dim() == 1 && targets.dim() == 2 && targets.size(0) == c.size(0),
+      "interval Jacobian: c must be [N] and targets [N, m], got {} and {}",
+      c.sizes(), targets.sizes());
+  const int64_t n = c.size(0);
+  const int64_t m = targets.size(1);
+
+  // Which bounds belong to which activation; every activation needs some.
+  std::map<int64_t, size_t> position;
+  for (size_t t = 0; t < bounds.layer.size(); ++t) {
+    const int64_t index = bounds.layer[t];
+    BB_CHECK(
+        index >= 0 && index < static_cast<int64_t>(layers.size()) &&
+            is_activation(layers[index].kind),
+        "interval Jacobian: pre-activation bounds for layer {}, which is not an activation",
+        index);
+    BB_CHECK(
+        t == 0 || index > bounds.layer[t - 1],
+        "interval Jacobian: pre-activation bounds are not in layer order");
+    position[index] = t;
+  }
+  std::vector<std::string> missing;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (is_activation(layers[i].kind) && position.count(static_cast<int64_t>(i)) == 0) {
+      missing.push_back(fmt::format("{} ({})", i, layers[i].describe()));
+    }
+  }
+  BB_CHECK(
+      missing.empty(),
+      "interval Jacobian: no pre-activation bounds for layers {}",
+      fmt::join(missing, ", "));
+
+  const auto shape = input_shape.empty() ? infer_input_shape(layers, bounds) : input_shape;
+  const auto shapes = layer_input_shapes(layers, shape);
+  BB_CHECK(
+      shapes.back().size() == 1,
+      "interval Jacobian: the chain must end with logits [k], it gives [{}]",
+      fmt::join(shapes.back(), ", "));
+  const int64_t k = shapes.back()[0];
+
+  torch::Device device = c.device();
+  for (const auto& layer : layers) {
+    if (layer.weight.defined()) {
+      device = layer.weight.device();
+      break;
+    }
+  }
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(device);
+
+  Weights weights;
+  for (const auto& layer : layers) {
+    if (layer.weight.defined()) {
+      weights.w.push_back(layer.weight.to(f64));
+      weights.abs.push_back(weights.w.back().abs());
+    } else {
+      weights.w.emplace_back();
+      weights.abs.emplace_back();
+    }
+  }
+
+  // The derivative intervals, [N, 1, ...].
+  std::map<int64_t, ActivationState> states;
+  for (const auto& [index, t] : position) {
+    const auto& lower = bounds.lower[t];
+    const auto& upper = bounds.upper[t];
+    const auto expected = with_prefix({n}, shapes[index]);
+    BB_CHECK(
+        lower.sizes() == c10::IntArrayRef(expected) && upper.sizes() == c10::IntArrayRef(expected),
+        "interval Jacobian: bounds of layer {} ({}) have shapes {} and {}, expected {}",
+        index, layers[index].describe(), lower.sizes(), upper.sizes(),
+        c10::IntArrayRef(expected));
+    auto l = lower.to(f64);
+    auto u = upper.to(f64);
+    // Bounds computed apart may cross by rounding on a near-point interval;
+    // more than that (or NaN) is a bug upstream.
+    BB_CHECK(
+        (l <= u + 1e-9 * (1 + u.abs())).all().item<bool>(),
+        "interval Jacobian: bounds of layer {} ({}) have a lower bound above the upper one (or NaN)",
+        index, layers[index].describe());
+    auto [dl, du] = derivative_interval(layers[index], torch::min(l, u), torch::max(l, u));
+    states[index] = {dl.unsqueeze(1), du.unsqueeze(1), {}, {}};
+  }
+
+  // Backward: rows [N, m, ...] in centre/radius form; rad undefined = 0.
+  auto cls = c.to(device).to(torch::kLong);
+  auto tgt = targets.to(device).to(torch::kLong);
+  auto delta = (F::one_hot(cls, k).unsqueeze(1) - F::one_hot(tgt, k)).to(f64);  // [N, m, k]
+  torch::Tensor mid = delta;
+  torch::Tensor rad;
+  for (size_t i = layers.size(); i-- > 0;) {
+    const Layer& layer = layers[i];
+    const auto& in_shape = shapes[i];
+    switch (layer.kind) {
+      case LayerKind::Linear:
+        mid = mid.matmul(weights.w[i]);
+        if (rad.defined()) {
+          rad = rad.matmul(weights.abs[i]);
+        }
+        break;
+      case LayerKind::Conv2d: {
+        const auto& out_shape = shapes[i + 1];
+        auto options = F::ConvTranspose2dFuncOptions()
+                           .stride(layer.stride)
+                           .padding(layer.padding)
+                           .output_padding(std::vector<int64_t>{
+                               in_shape[1] - ((out_shape[1] - 1) * layer.stride[0] -
+                                              2 * layer.padding[0] + layer.weight.size(2)),
+                               in_shape[2] - ((out_shape[2] - 1) * layer.stride[1] -
+                                              2 * layer.padding[1] + layer.weight.size(3))});
+        auto back = [&](const torch::Tensor& x, const torch::Tensor& w) {
+          return F::conv_transpose2d(x.reshape(with_prefix({n * m}, out_shape)), w, options)
+              .reshape(with_prefix({n, m}, in_shape));
+        };
+        mid = back(mid, weights.w[i]);
+        if (rad.defined()) {
+          rad = back(rad, weights.abs[i]);
+        }
+        break;
+      }
+      case LayerKind::ChannelAffine:
+        mid = mid * channel_view(weights.w[i], mid.dim(), 2);
+        if (rad.defined()) {
+          rad = rad * channel_view(weights.abs[i], rad.dim(), 2);
+        }
+        break;
+      case LayerKind::Flatten:
+        mid = mid.reshape(with_prefix({n, m}, in_shape));
+        if (rad.defined()) {
+          rad = rad.reshape(with_prefix({n, m}, in_shape));
+        }
+        break;
+      case LayerKind::ReLU:
+      case LayerKind::Softplus:
+      case LayerKind::Tanh: {
+        auto& s = states.at(static_cast<int64_t>(i));
+        auto lo = rad.defined() ? mid - rad : mid;
+        auto hi = rad.defined() ? mid + rad : mid;
+        if (sign_aware) {
+          s.lo = lo;
+          s.hi = hi;
+        }
+        auto [new_lo, new_hi] = interval_product(lo, hi, s.dl, s.du);
+        mid = (new_lo + new_hi) * 0.5;
+        rad = (new_hi - new_lo) * 0.5;
+        break;
+      }
+    }
+  }
+
+  auto lo = (rad.defined() ? mid - rad : mid).reshape({n, m, -1});
+  auto hi = (rad.defined() ? mid + rad : mid).reshape({n, m, -1});
+  auto magnitude = rad.defined() ? (mid.abs() + rad).reshape({n, m, -1}) : mid.abs().reshape({n, m, -1});
+  auto plain = lp_norm(magnitude.reshape({n * m, -1}), q).view({n, m});
+  if (!sign_aware || states.empty()) {
+    return plain;
+  }
+
+  // RecurJac's merging on the input gradient (see the header).
+  const int64_t d = magnitude.size(2);
+  auto zeros = torch::zeros_like(magnitude);
+  auto ones = torch::ones_like(magnitude);
+  auto as_input = [&](const torch::Tensor& v) {  // [N, m, F, d] -> [N, m, F, ...input]
+    return v.reshape(with_prefix({n, m, v.size(2)}, shape));
+  };
+  if (q == Norm::L1 || q == Norm::L2) {
+    // s_k: the sign of the larger side of [lo_k, hi_k]; the smaller side
+    // (0 where the sign is known) is what the sign can be wrong by.
+    auto known = (lo >= 0) | (hi <= 0);
+    auto sign = torch::where(hi >= -lo, ones, -ones);
+    auto wrong = torch::where(known, zeros, torch::min(-lo, hi));
+    auto weight = q == Norm::L1 ? sign : sign * magnitude;
+    auto v = torch::stack({torch::where(known, weight, zeros), weight}, 2);  // [N, m, 2, d]
+    auto merged = functional_upper_chunked(as_input(v), layers, weights, shapes, states, delta)
+                      .clamp_min(0);
+    auto share = q == Norm::L1 ? magnitude : magnitude.square();  // m_k or m_k^2
+    auto known_sum = torch::where(known, share, zeros).sum(2);
+    auto unknown_sum = torch::where(known, zeros, share).sum(2);
+    // (A) known-sign coordinates merged, the others as in the plain bound.
+    auto only_known = unknown_sum + torch::min(known_sum, merged.select(2, 0));
+    // (B) every coordinate merged: |gamma_k| <= s_k gamma_k + 2 wrong_k.
+    auto penalty = 2 * (q == Norm::L1 ? wrong : magnitude * wrong).sum(2);
+    auto all = merged.select(2, 1) + penalty;
+    auto best = torch::min(only_known, all);
+    return torch::min(plain, q == Norm::L1 ? best : best.sqrt());
+  }
+  // q = inf: refine the largest coordinates through +e_k and -e_k.
+  const int64_t top = std::min(kTopCoordinates, d);
+  auto sorted = magnitude.topk(std::min(top + 1, d), 2);
+  auto values = std::get<0>(sorted);
+  auto index = std::get<1>(sorted).narrow(2, 0, top);  // [N, m, T]
+  auto v = torch::zeros({n, m, 2 * top, d}, magnitude.options());
+  auto unit = torch::ones({n, m, top, 1}, magnitude.options());
+  v.narrow(2, 0, top).scatter_(3, index.unsqueeze(3), unit);
+  v.narrow(2, top, top).scatter_(3, index.unsqueeze(3), -unit);
+  auto upper = functional_upper_chunked(as_input(v), layers, weights, shapes, states, delta);
+  auto refined = torch::min(
+      values.narrow(2, 0, top),
+      torch::max(upper.narrow(2, 0, top), upper.narrow(2, top, top)));
+  auto best = std::get<0>(refined.max(2));
+  if (d > top) {
+    best = torch::max(best, values.select(2, top));
+  }
+  return torch::min(plain, best);
+}
+
+}  // namespace bb

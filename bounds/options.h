@@ -1,0 +1,95 @@
+// Options of every bound and gradient-norm source, as structs with documented
+// defaults, and one table of their keys ("clever.batches", ...). The command
+// line, the sweeps and the benchmarks set them through the table; each
+// method's name() prints the keys it reads with their values.
+#pragma once
+
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/norm.h"
+
+namespace bb {
+
+// Sampled maximum: uniform draws in the region, then (smooth activations
+// only) projected gradient ascent on ||grad g_j||_q from the best points.
+struct SampledOptions {
+  int draws = 256;          // uniform points per sample (and per class pair over D)
+  int chunk = 64;           // draws made and evaluated together per sample
+  int ascent_steps = 20;    // ascent steps (skipped on piecewise linear networks)
+  int ascent_starts = 4;    // best points per class that ascent starts from
+  double ascent_rel_step = 0.05;  // ascent step relative to min(R, diameter of D)
+  int domain_starts = 64;   // training images that searches over D also start from
+};
+
+// CLEVER (Weng et al. 2018): batch maxima of ||grad g_j||_q over independent
+// uniform draws in B_p(x, R) ∩ D, fitted by a reverse Weibull law.
+struct CleverOptions {
+  int batches = 50;         // N_b (the paper: 500)
+  int batch_size = 128;     // N_s (the paper: 1024)
+  double min_pvalue = 0.001;  // K-S p-value below which the fit is rejected (max sample used)
+};
+
+// Local ball (Hein & Andriushchenko 2017): max over R of min(g / G(R), R), by
+// bisection on log R between R0 2^-octaves and R0 = min_j g_j / ||grad g_j(x)||_q.
+struct LocalBallOptions {
+  int octaves = 20;
+  int bisection_steps = 16;
+};
+
+// Lipschitz (CLEVER's formula): min_j g_j / L_j over B_p(x, R), capped at R.
+struct LipschitzOptions {
+  double radius = 0;          // R > 0; 0 (unset): the norm's default (L1 40, L2 2, Linf 0.1)
+  std::string targets = "all";  // all, top2, random, least
+};
+
+// Theorem 1 over D: G_j(D) cached per (model, c, j, p, source).
+struct Theorem1Options {
+  std::string cache_dir;  // also keep G_j(D) on disk here (keyed by the model's sha256); empty: memory only
+};
+
+// Certified sources and references (bounds part 2).
+struct IntervalOptions {
+  bool sign_aware = true;  // RecurJac's rule: known upstream signs take the matching derivative endpoint
+};
+struct ShellOptions {
+  int shells = 8;  // shells of the local-ball integral (RecurJac: 15)
+  int bisection_steps = 12;
+};
+struct CrownRadiusOptions {
+  int bisection_steps = 20;
+};
+
+struct BoundOptions {
+  SampledOptions sampled;
+  CleverOptions clever;
+  LocalBallOptions local_ball;
+  LipschitzOptions lipschitz;
+  Theorem1Options theorem1;
+  IntervalOptions interval;
+  ShellOptions shells;
+  CrownRadiusOptions crown_radius;
+};
+
+// One settable option: its key ("clever.batches"), what it means, where it lives.
+struct OptionField {
+  std::string key;
+  std::string help;
+  std::variant<int*, double*, bool*, std::string*> value;
+};
+std::vector<OptionField> option_fields(BoundOptions& options);
+// Sets `key` from text; an unknown key or a bad value is a bb::Error naming it.
+void set_option(BoundOptions& options, const std::string& key, const std::string& text);
+// The value of `key` as text ("50", "0.001", "true", "all").
+std::string option_text(const BoundOptions& options, const std::string& key);
+// Checks every value (counts >= 1, radius finite, targets known, ...): a
+// bb::Error naming the first bad option.
+void validate(const BoundOptions& options);
+// "key=value,key=value" for the keys given, in that order.
+std::string describe_options(const BoundOptions& options, const std::vector<std::string>& keys);
+
+// CLEVER's default radii in pixel space: L1 40, L2 2, Linf 0.1.
+double default_radius(Norm p);
+
+}  // namespace bb

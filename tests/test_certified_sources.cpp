@@ -1,0 +1,853 @@
+// Certified gradient-norm sources against the mathematics: the product of
+// layer operator norms (every layer's bound against the layer's dense
+// matrix, the whole constant against sampled gradients), the interval
+// Jacobian (against gradients sampled in the region, with pre-activation
+// bounds from a small IBP written here), exact answers on linear models, and
+// Hein's closed form (its gradient bound, its radius, its refusals).
+#include <chrono>
+#include <iostream>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "bounds/hein.h"
+#include "bounds/interval_jacobian.h"
+#include "bounds/operator_norm.h"
+#include "bounds/preactivation.h"
+#include "core/norm.h"
+#include "core/region.h"
+#include "datasets/dataset.h"
+#include "models/zoo.h"
+#include "tests/helpers.h"
+
+namespace bb {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+
+// ---------------------------------------------------------------------------
+// Networks
+
+Layer linear(int64_t in, int64_t out, double gain = 1.5) {
+  auto w = torch::randn({out, in}) * (gain / std::sqrt(static_cast<double>(in)));
+  return {LayerKind::Linear, w, torch::randn({out}) * 0.3};
+}
+
+Layer conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t padding) {
+  auto w = torch::randn({out, in, k, k}) * (1.5 / std::sqrt(static_cast<double>(in * k * k)));
+  Layer layer{LayerKind::Conv2d, w, torch::randn({out}) * 0.3};
+  layer.stride = {stride, stride};
+  layer.padding = {padding, padding};
+  return layer;
+}
+
+// Zero-centred input normalisation: (x - 0.5) * scale per channel.
+Layer centring(int64_t channels) {
+  auto scale = 1.0 + 2.0 * torch::rand({channels});
+  return {LayerKind::ChannelAffine, scale, -0.5 * scale};
+}
+
+Layer activation(LayerKind kind, double beta = 2.0) {
+  Layer layer{kind, {}, {}};
+  layer.beta = beta;
+  return layer;
+}
+
+Layer flatten() { return {LayerKind::Flatten, {}, {}}; }
+
+struct Net {
+  std::string name;
+  LayerList layers;
+  std::vector<int64_t> shape;  // one input
+};
+
+Net dense_net(LayerKind act, uint64_t seed) {
+  torch::manual_seed(seed);
+  return {fmt::format("dense_{}_{}", layer_kind_name(act), seed),
+          {centring(1), flatten(), linear(16, 12), activation(act), linear(12, 10),
+           activation(act), linear(10, 4)},
+          {1, 4, 4}};
+}
+
+Net conv_net(LayerKind act, uint64_t seed) {
+  torch::manual_seed(seed);
+  return {fmt::format("conv_{}_{}", layer_kind_name(act), seed),
+          {centring(2), conv(2, 3, 3, 1, 1), activation(act), conv(3, 4, 3, 2, 1),
+           activation(act), flatten(), linear(4 * 3 * 3, 8), activation(act), linear(8, 4)},
+          {2, 6, 6}};
+}
+
+std::vector<Net> small_nets() {
+  std::vector<Net> nets;
+  for (auto act : {LayerKind::ReLU, LayerKind::Softplus, LayerKind::Tanh}) {
+    for (uint64_t seed : {0, 1, 2}) {
+      nets.push_back(dense_net(act, seed));
+      nets.push_back(conv_net(act, seed + 10));
+    }
+  }
+  return nets;
+}
+
+LayerList to_f64(const LayerList& layers) {
+  LayerList copy = layers;
+  for (auto& layer : copy) {
+    if (layer.weight.defined()) {
+      layer.weight = layer.weight.to(torch::kFloat64);
+    }
+    if (layer.bias.defined()) {
+      layer.bias = layer.bias.to(torch::kFloat64);
+    }
+  }
+  return copy;
+}
+
+std::vector<int64_t> batch_shape(int64_t n, const std::vector<int64_t>& shape) {
+  std::vector<int64_t> out{n};
+  out.insert(out.end(), shape.begin(), shape.end());
+  return out;
+}
+
+// The input Jacobian of the logits at every point, float64 [P, k, d].
+torch::Tensor logit_jacobian(const LayerList& layers64, const torch::Tensor& z) {
+  auto x = z.to(torch::kFloat64).detach().requires_grad_(true);
+  auto logits = run_layers(layers64, x);
+  std::vector<torch::Tensor> rows;
+  for (int64_t i = 0; i < logits.size(1); ++i) {
+    auto grad = torch::autograd::grad(
+        {logits.select(1, i).sum()}, {x}, {}, /*retain_graph=*/true)[0];
+    rows.push_back(grad.flatten(1));
+  }
+  return torch::stack(rows, 1);
+}
+
+// ||grad g_j(z)||_q for every point and ordered class pair: [P, k, k].
+torch::Tensor pair_gradient_norms(const LayerList& layers64, const torch::Tensor& z, Norm q) {
+  auto jac = logit_jacobian(layers64, z);
+  const int64_t p = jac.size(0);
+  const int64_t k = jac.size(1);
+  auto diff = jac.unsqueeze(2) - jac.unsqueeze(1);  // [P, c, j, d]
+  return lp_norm(diff.reshape({p * k * k, -1}), q).view({p, k, k});
+}
+
+// grad g_j(z) with c = c[n], j = targets[n][i] at points z [N, P, ...]: [N, P, m, d].
+torch::Tensor margin_gradients(
+    const LayerList& layers64,
+    const torch::Tensor& z,
+    const torch::Tensor& c,
+    const torch::Tensor& targets) {
+  const int64_t n = z.size(0);
+  const int64_t p = z.size(1);
+  const int64_t m = targets.size(1);
+  auto jac = logit_jacobian(layers64, z.flatten(0, 1)).view({n, p, -1, z[0][0].numel()});
+  auto gc = jac.gather(2, c.view({n, 1, 1, 1}).expand({n, p, 1, jac.size(3)}));
+  auto gj = jac.gather(2, targets.view({n, 1, m, 1}).expand({n, p, m, jac.size(3)}));
+  return gc - gj;
+}
+
+// Their norms ||grad g_j(z)||_q: [N, P, m].
+torch::Tensor margin_gradient_norms(
+    const LayerList& layers64,
+    const torch::Tensor& z,
+    const torch::Tensor& c,
+    const torch::Tensor& targets,
+    Norm q) {
+  auto grads = margin_gradients(layers64, z, c, targets);
+  return lp_norm(grads.flatten(0, 2), q).view({grads.size(0), grads.size(1), grads.size(2)});
+}
+
+// Every class but c: int64 [N, k - 1].
+torch::Tensor other_classes(const torch::Tensor& c, int64_t k) {
+  auto all = torch::arange(k).unsqueeze(0).expand({c.size(0), k});
+  auto keep = all != c.unsqueeze(1);
+  return all.masked_select(keep).view({c.size(0), k - 1});
+}
+
+// ---------------------------------------------------------------------------
+// A small interval bound propagation, independent of bounds/ibp.cpp: the
+// box [lo, hi] through every layer in centre/radius form, float64, widened
+// by 1e-10 at each activation so that rounding never narrows it.
+PreActivationBounds local_ibp(const LayerList& layers, torch::Tensor lo, torch::Tensor hi) {
+  PreActivationBounds bounds;
+  lo = lo.to(torch::kFloat64);
+  hi = hi.to(torch::kFloat64);
+  auto layers64 = to_f64(layers);
+  for (size_t i = 0; i < layers64.size(); ++i) {
+    const Layer& layer = layers64[i];
+    if (is_activation(layer.kind)) {
+      lo = lo - 1e-10 * (1 + lo.abs());
+      hi = hi + 1e-10 * (1 + hi.abs());
+      bounds.layer.push_back(static_cast<int64_t>(i));
+      bounds.lower.push_back(lo);
+      bounds.upper.push_back(hi);
+      lo = layer.forward(lo);  // every activation here is increasing
+      hi = layer.forward(hi);
+      continue;
+    }
+    if (layer.kind == LayerKind::Flatten) {
+      lo = lo.flatten(1);
+      hi = hi.flatten(1);
+      continue;
+    }
+    Layer magnitude = layer;
+    magnitude.weight = layer.weight.abs();
+    magnitude.bias = layer.bias.defined() ? torch::zeros_like(layer.bias) : layer.bias;
+    auto mid = layer.forward((lo + hi) * 0.5);
+    auto rad = magnitude.forward((hi - lo) * 0.5);
+    lo = mid - rad;
+    hi = mid + rad;
+  }
+  return bounds;
+}
+
+// Points of the box [lo, hi] ([N, ...]): its centre, uniform draws and
+// random vertices, [N, draws, ...].
+torch::Tensor box_points(const torch::Tensor& lo, const torch::Tensor& hi, int64_t draws) {
+  auto l = lo.unsqueeze(1);
+  auto h = hi.unsqueeze(1);
+  std::vector<int64_t> shape{lo.size(0), draws};
+  shape.insert(shape.end(), lo.sizes().begin() + 1, lo.sizes().end());
+  auto u = torch::rand(shape, kF64);
+  auto half = draws / 2;
+  u.narrow(1, half, draws - half).copy_((u.narrow(1, half, draws - half) > 0.5).to(torch::kFloat64));
+  u.select(1, 0).fill_(0.5);
+  return l + (h - l) * u;
+}
+
+// ---------------------------------------------------------------------------
+// Dense matrices of linear layers, by autograd: row i of J is the gradient
+// of output i, all rows in one backward over a batch of `out` copies.
+torch::Tensor dense_matrix(const Layer& layer, const std::vector<int64_t>& shape) {
+  auto layer64 = to_f64({layer})[0];
+  if (layer64.bias.defined()) {
+    layer64.bias = torch::zeros_like(layer64.bias);
+  }
+  auto probe = run_layers({layer64}, torch::zeros(batch_shape(1, shape), kF64));
+  const int64_t out = probe[0].numel();
+  auto x = torch::zeros(batch_shape(out, shape), kF64).requires_grad_(true);
+  auto y = run_layers({layer64}, x).reshape({out, out});
+  auto picked = (y * torch::eye(out, kF64)).sum();
+  return torch::autograd::grad({picked}, {x})[0].reshape({out, -1});
+}
+
+// Power iteration on J^T J: a lower estimate of ||J||_2.
+double power_iteration(const torch::Tensor& j, int steps) {
+  auto v = torch::randn({j.size(1)}, kF64);
+  for (int i = 0; i < steps; ++i) {
+    v = j.t().mv(j.mv(v));
+    v = v / v.norm();
+  }
+  return j.mv(v).norm().item<double>();
+}
+
+// ---------------------------------------------------------------------------
+// Operator norms
+
+struct ConvCase {
+  int64_t in, out, k, stride, padding, size;
+};
+
+const std::vector<ConvCase>& conv_cases() {
+  static const std::vector<ConvCase> cases{
+      {2, 3, 3, 1, 1, 7}, {3, 2, 3, 1, 0, 6}, {2, 4, 5, 2, 2, 9}, {2, 3, 4, 2, 1, 8},
+      {1, 2, 3, 2, 2, 6}, {3, 3, 3, 1, 2, 5}, {4, 3, 1, 1, 0, 5}};
+  return cases;
+}
+
+TEST(OperatorNorm, ConvolutionRowAndColumnSumsAreExact) {
+  torch::manual_seed(5);
+  for (const auto& row : conv_cases()) {
+    const auto layer = conv(row.in, row.out, row.k, row.stride, row.padding);
+    const std::vector<int64_t> shape{row.in, row.size, row.size};
+    const auto j = dense_matrix(layer, shape);
+    const double rows = j.abs().sum(1).max().item<double>();
+    const double columns = j.abs().sum(0).max().item<double>();
+    EXPECT_NEAR(layer_operator_norm(layer, shape, Norm::Linf).value, rows, 1e-12 * rows)
+        << layer.describe() << " on " << row.size;
+    EXPECT_NEAR(layer_operator_norm(layer, shape, Norm::L1).value, columns, 1e-12 * columns)
+        << layer.describe() << " on " << row.size;
+  }
+}
+
+TEST(OperatorNorm, ConvolutionSpectralBoundIsSandwiched) {
+  torch::manual_seed(6);
+  for (const auto& row : conv_cases()) {
+    const auto layer = conv(row.in, row.out, row.k, row.stride, row.padding);
+    const std::vector<int64_t> shape{row.in, row.size, row.size};
+    const auto j = dense_matrix(layer, shape);
+    const double exact = torch::linalg::svdvals(j, c10::nullopt).max().item<double>();
+    const double estimate = power_iteration(j, 200);
+    const double bound = layer_operator_norm(layer, shape, Norm::L2).value;
+    // The circular embedding: sigma(K^(w)) <= sum_t ||K_t||_2 <= sqrt(kh kw) ||K||_F.
+    const double loose = std::sqrt(static_cast<double>(row.k * row.k)) *
+        layer.weight.to(torch::kFloat64).norm().item<double>();
+    EXPECT_LE(estimate, exact * (1 + 1e-9)) << layer.describe();
+    EXPECT_GE(bound, exact) << layer.describe() << " on " << row.size;
+    EXPECT_LE(bound, loose) << layer.describe();
+    if (row.k == 1) {
+      // A 1x1 convolution is the c_out x c_in matrix at every pixel.
+      EXPECT_NEAR(bound, exact, 1e-8 * exact) << layer.describe();
+    }
+  }
+}
+
+// A kernel wider than the input, with taps 1 and -1 two columns apart, on a
+// 2x2 input: the zero-padded convolution has norm 1 (y0 = -x1, y1 = x0 in
+// each row), while on a grid as small as the input the two taps would share
+// one phase and cancel. The grid must be H + kh - 1 by W + kw - 1.
+TEST(OperatorNorm, ConvolutionSpectralBoundSurvivesAliasing) {
+  auto kernel = torch::zeros({1, 1, 3, 3});
+  kernel[0][0][1][0] = 1.0;
+  kernel[0][0][1][2] = -1.0;
+  Layer layer{LayerKind::Conv2d, kernel, torch::zeros({1})};
+  layer.padding = {1, 1};
+  const std::vector<int64_t> shape{1, 2, 2};
+  const double exact = torch::linalg::svdvals(dense_matrix(layer, shape), c10::nullopt).max().item<double>();
+  EXPECT_NEAR(exact, 1.0, 1e-12);
+  EXPECT_GE(layer_operator_norm(layer, shape, Norm::L2).value, exact);
+}
+
+TEST(OperatorNorm, DenseAndDiagonalLayersAreExact) {
+  torch::manual_seed(7);
+  const auto layer = linear(9, 6);
+  const auto j = layer.weight.to(torch::kFloat64);
+  EXPECT_NEAR(layer_operator_norm(layer, {9}, Norm::Linf).value, j.abs().sum(1).max().item<double>(), 1e-12);
+  EXPECT_NEAR(layer_operator_norm(layer, {9}, Norm::L1).value, j.abs().sum(0).max().item<double>(), 1e-12);
+  const double sigma = torch::linalg::svdvals(j, c10::nullopt).max().item<double>();
+  EXPECT_GE(layer_operator_norm(layer, {9}, Norm::L2).value, sigma);
+  EXPECT_NEAR(layer_operator_norm(layer, {9}, Norm::L2).value, sigma, 1e-8 * sigma);
+  Layer affine{LayerKind::ChannelAffine, torch::tensor({0.5, -3.0, 2.0}), torch::zeros({3})};
+  for (Norm p : all_norms()) {
+    EXPECT_EQ(layer_operator_norm(affine, {3, 2, 2}, p).value, 3.0);
+  }
+}
+
+TEST(OperatorNorm, GlobalLipschitzBoundsEverySampledGradient) {
+  for (const auto& net : small_nets()) {
+    torch::manual_seed(11);
+    // Beyond D: the constant holds on the whole space.
+    auto z = -1.0 + 3.0 * torch::rand(batch_shape(2000, net.shape), kF64);
+    auto layers64 = to_f64(net.layers);
+    for (Norm p : all_norms()) {
+      std::vector<std::string> report;
+      auto lipschitz = global_lipschitz(net.layers, net.shape, p, &report);
+      ASSERT_EQ(lipschitz.sizes(), (std::vector<int64_t>{4, 4}));
+      EXPECT_EQ(report.size(), net.layers.size()) << net.name;
+      EXPECT_TRUE((lipschitz.diagonal() == 0).all().item<bool>()) << net.name;
+      auto sampled = std::get<0>(pair_gradient_norms(layers64, z, dual(p)).max(0));
+      EXPECT_TRUE((lipschitz >= sampled * (1 - 1e-12)).all().item<bool>())
+          << net.name << " " << norm_name(p) << "\nbound\n" << lipschitz << "\nsampled\n" << sampled;
+    }
+  }
+}
+
+// A chain whose product is attained: a scaled identity, ReLU, a last layer.
+TEST(OperatorNorm, GlobalLipschitzIsExactWhenTheProductIsAttained) {
+  torch::manual_seed(12);
+  LayerList layers{
+      {LayerKind::Linear, 2.5 * torch::eye(6), torch::ones({6})},
+      activation(LayerKind::ReLU),
+      linear(6, 3)};
+  auto layers64 = to_f64(layers);
+  auto z = torch::rand({10, 6}, kF64);  // every unit active
+  for (Norm p : all_norms()) {
+    auto lipschitz = global_lipschitz(layers, {6}, p);
+    auto at_z = pair_gradient_norms(layers64, z, dual(p)).select(0, 0);
+    // L2: the SVD's outward factor 1 + 1e-9.
+    EXPECT_TRUE(torch::allclose(lipschitz, at_z, p == Norm::L2 ? 2e-9 : 1e-12, 0)) << norm_name(p);
+    EXPECT_TRUE((lipschitz >= at_z).all().item<bool>()) << norm_name(p);
+  }
+}
+
+TEST(OperatorNorm, ChainsThatDoNotEndWithLinearAreRefused) {
+  LayerList layers{linear(4, 3), activation(LayerKind::ReLU)};
+  testing::expect_error([&] { global_lipschitz(layers, {4}, Norm::L2); }, {"Linear", "ReLU"});
+}
+
+// ---------------------------------------------------------------------------
+// Interval Jacobian
+
+struct RegionCase {
+  double eps;  // B_inf(x, eps) ∩ [0, 1]; inf: all of [0, 1]
+};
+
+TEST(IntervalJacobian, DerivativeIntervalsHoldEverySampledDerivative) {
+  torch::manual_seed(13);
+  auto a = torch::randn({4000}, kF64) * 8;
+  auto b = a + torch::rand({4000}, kF64) * torch::tensor({0.0, 1e-3, 1.0, 30.0}, kF64).repeat(1000);
+  auto lower = torch::min(a, b);
+  auto upper = torch::max(a, b);
+  for (auto layer : {activation(LayerKind::ReLU), activation(LayerKind::Softplus, 3.0),
+                     activation(LayerKind::Tanh)}) {
+    auto [dl, du] = derivative_interval(layer, lower, upper);
+    EXPECT_TRUE((dl >= 0).all().item<bool>() && (dl <= du).all().item<bool>() &&
+                (du <= 1).all().item<bool>());
+    for (int s = 0; s < 20; ++s) {
+      auto t = torch::rand({4000}, kF64);
+      t.narrow(0, 0, 100).fill_(s % 2);  // endpoints too
+      auto z = (lower + t * (upper - lower)).requires_grad_(true);
+      auto y = layer.forward(z);
+      // Autograd's tanh' is 1 - tanh^2: up to 2^-53 off in absolute terms.
+      auto slope = torch::autograd::grad({y.sum()}, {z})[0];
+      EXPECT_TRUE(((slope >= dl - 1e-15) & (slope <= du + 1e-15)).all().item<bool>())
+          << layer.describe();
+      if (layer.kind == LayerKind::Tanh) {
+        // The exact slope, 4 e^-2|z| / (1 + e^-2|z|)^2, to the relative ulp.
+        auto e = torch::exp(-2 * z.detach().abs());
+        auto exact = 4 * e / (1 + e).square();
+        EXPECT_TRUE(((exact >= dl) & (exact <= du)).all().item<bool>());
+      }
+    }
+  }
+  // Tight where the interval is a point (away from ReLU's kink).
+  auto point = torch::tensor({-2.0, 0.3, 25.0}, kF64);
+  auto [dl, du] = derivative_interval(activation(LayerKind::Tanh), point, point);
+  EXPECT_TRUE(torch::allclose(dl, du, 1e-11, 1e-300));
+}
+
+TEST(IntervalJacobian, BoundsEveryGradientSampledInTheRegion) {
+  int improved = 0;
+  int compared = 0;
+  for (const auto& net : small_nets()) {
+    torch::manual_seed(17);
+    auto layers64 = to_f64(net.layers);
+    auto x = torch::rand(batch_shape(3, net.shape), kF64);
+    auto c = run_layers(layers64, x).argmax(1);
+    auto targets = other_classes(c, 4);
+    for (double eps : {0.003, 0.03, 0.3, kInf}) {
+      auto lo = (x - eps).clamp(0, 1);
+      auto hi = (x + eps).clamp(0, 1);
+      auto bounds = local_ibp(net.layers, lo, hi);
+      auto z = box_points(lo, hi, 400);
+      for (Norm q : all_norms()) {
+        auto sampled = std::get<0>(margin_gradient_norms(layers64, z, c, targets, q).max(1));
+        auto plain = interval_jacobian_norm(net.layers, bounds, c, targets, q, false, net.shape);
+        auto aware = interval_jacobian_norm(net.layers, bounds, c, targets, q, true, net.shape);
+        ASSERT_EQ(plain.sizes(), (std::vector<int64_t>{3, 3}));
+        const auto what = fmt::format("{} eps {} q {}", net.name, eps, norm_name(q));
+        EXPECT_TRUE((plain >= sampled * (1 - 1e-9)).all().item<bool>())
+            << what << "\nbound\n" << plain << "\nsampled\n" << sampled;
+        EXPECT_TRUE((aware >= sampled * (1 - 1e-9)).all().item<bool>())
+            << what << " sign-aware\nbound\n" << aware << "\nsampled\n" << sampled;
+        EXPECT_TRUE((aware <= plain).all().item<bool>()) << what;
+        compared += 1;
+        improved += (aware < plain * (1 - 1e-9)).any().item<bool>() ? 1 : 0;
+      }
+    }
+  }
+  // RecurJac's merging must do something on these networks.
+  EXPECT_GT(improved, compared / 10) << improved << " of " << compared;
+}
+
+// The input gradient is (3 s, 2 - 3 s) with s in {0, 1} the slope of one
+// unstable ReLU: the plain intervals [0, 3] x [-1, 2] give ||.||_1 <= 5 and
+// ||.||_2^2 <= 13. Merged with signs (+, +) the functional 3 s + 2 - 3 s = 2
+// is exact, and |gamma_2| <= gamma_2 + 2 * 1, so ||.||_1 <= 2 + 2 = 4: the
+// true maximum, at s = 1. For q = 2 the weights (3, 2) give
+// 4 + 3 s <= 7 and ||.||_2^2 <= 7 + 2 * 2 * 1 = 11 (the truth is 10).
+TEST(IntervalJacobian, SignAwareMergeIsTightOnACorrelatedGradient) {
+  LayerList layers{
+      {LayerKind::Linear, torch::tensor({{0.0, 1.0}, {1.0, -1.0}}, kF64), torch::tensor({10.0, 0.0}, kF64)},
+      activation(LayerKind::ReLU),
+      {LayerKind::Linear, torch::tensor({{2.0, 3.0}, {0.0, 0.0}}, kF64), torch::zeros({2}, kF64)}};
+  auto lo = -torch::ones({1, 2}, kF64);
+  auto hi = torch::ones({1, 2}, kF64);
+  auto bounds = local_ibp(layers, lo, hi);
+  auto c = torch::tensor({0});
+  auto targets = torch::tensor({{1}});
+  auto value = [&](Norm q, bool aware) {
+    return interval_jacobian_norm(layers, bounds, c, targets, q, aware, {2})[0][0].item<double>();
+  };
+  EXPECT_NEAR(value(Norm::L1, false), 5.0, 1e-9);
+  EXPECT_NEAR(value(Norm::L1, true), 4.0, 1e-9);
+  EXPECT_NEAR(value(Norm::L2, false), std::sqrt(13.0), 1e-9);
+  EXPECT_NEAR(value(Norm::L2, true), std::sqrt(11.0), 1e-9);
+  EXPECT_NEAR(value(Norm::Linf, true), 3.0, 1e-9);
+  // Both slopes occur in the box, so the truth is attained at its corners.
+  auto corners = torch::tensor({{-1.0, 1.0}, {1.0, -1.0}}, kF64).unsqueeze(0);
+  auto truth = margin_gradient_norms(layers, corners, c, targets, Norm::L1).max().item<double>();
+  EXPECT_NEAR(truth, 4.0, 1e-12);
+}
+
+TEST(IntervalJacobian, EqualsTheGradientNormOnAPointRegion) {
+  for (auto act : {LayerKind::ReLU, LayerKind::Softplus, LayerKind::Tanh}) {
+    for (const auto& net : {dense_net(act, 3), conv_net(act, 4)}) {
+      torch::manual_seed(19);
+      auto layers64 = to_f64(net.layers);
+      auto x = torch::rand(batch_shape(4, net.shape), kF64);
+      auto c = run_layers(layers64, x).argmax(1);
+      auto targets = other_classes(c, 4);
+      // The point x itself: only local_ibp's 1e-10 widening remains.
+      auto bounds = local_ibp(net.layers, x, x);
+      for (Norm q : all_norms()) {
+        auto at_x = margin_gradient_norms(layers64, x.unsqueeze(1), c, targets, q).squeeze(1);
+        for (bool aware : {false, true}) {
+          auto bound = interval_jacobian_norm(net.layers, bounds, c, targets, q, aware, net.shape);
+          EXPECT_TRUE(torch::allclose(bound, at_x, 1e-6, 1e-12))
+              << net.name << " " << norm_name(q) << "\n" << bound << "\n" << at_x;
+        }
+      }
+    }
+  }
+}
+
+TEST(IntervalJacobian, InfersTheInputShapeOrAsksForIt) {
+  auto net = dense_net(LayerKind::ReLU, 5);
+  auto x = torch::rand(batch_shape(2, net.shape), kF64);
+  auto c = torch::tensor({0, 1});
+  auto targets = other_classes(c, 4);
+  auto bounds = local_ibp(net.layers, x - 0.1, x + 0.1);
+  auto given = interval_jacobian_norm(net.layers, bounds, c, targets, Norm::L1, true, net.shape);
+  auto inferred = interval_jacobian_norm(net.layers, bounds, c, targets, Norm::L1, true);
+  EXPECT_TRUE(torch::equal(given, inferred));
+  auto strided = conv_net(LayerKind::ReLU, 6);
+  strided.layers[1].stride = {2, 2};  // first conv strided: 6x6 -> 3x3
+  strided.layers[3] = conv(3, 4, 3, 1, 1);
+  strided.layers[6] = linear(4 * 3 * 3, 8);
+  auto xs = torch::rand(batch_shape(2, strided.shape), kF64);
+  auto sb = local_ibp(strided.layers, xs - 0.1, xs + 0.1);
+  testing::expect_error(
+      [&] { interval_jacobian_norm(strided.layers, sb, c, targets, Norm::L2, false); },
+      {"layer 1", "stride", "input_shape"});
+  EXPECT_NO_THROW(interval_jacobian_norm(strided.layers, sb, c, targets, Norm::L2, false, strided.shape));
+  PreActivationBounds partial = bounds;
+  partial.layer.pop_back();
+  partial.lower.pop_back();
+  partial.upper.pop_back();
+  testing::expect_error(
+      [&] { interval_jacobian_norm(net.layers, partial, c, targets, Norm::L2, false); },
+      {"no pre-activation bounds", "5 (ReLU)"});
+}
+
+// ---------------------------------------------------------------------------
+// Linear models: every certified source is ||w_c - w_j||_q.
+
+TEST(CertifiedSources, LinearModelGivesTheExactDualNorm) {
+  torch::manual_seed(23);
+  LayerList layers{linear(7, 5)};
+  auto w = layers[0].weight.to(torch::kFloat64);
+  auto x = torch::rand({6, 7}, kF64);
+  auto c = torch::tensor({0, 1, 2, 3, 4, 0});
+  auto targets = other_classes(c, 5);
+  PreActivationBounds none;
+  for (Norm p : all_norms()) {
+    const Norm q = dual(p);
+    auto diff = w.unsqueeze(1) - w.unsqueeze(0);
+    auto exact = lp_norm(diff.reshape({25, 7}), q).view({5, 5});
+    auto lipschitz = global_lipschitz(layers, {7}, p);
+    EXPECT_TRUE(torch::allclose(lipschitz, exact, 1e-12, 0)) << norm_name(p);
+    auto expected = exact.index_select(0, c).gather(1, targets);
+    for (bool aware : {false, true}) {
+      auto bound = interval_jacobian_norm(layers, none, c, targets, q, aware);
+      EXPECT_TRUE(torch::allclose(bound, expected, 1e-12, 0)) << norm_name(p);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Hein's closed form
+
+Net hein_net(LayerKind act, uint64_t seed) {
+  torch::manual_seed(seed);
+  return {fmt::format("hein_{}_{}", layer_kind_name(act), seed),
+          {centring(2), flatten(), linear(18, 10, 3.0), activation(act, 2.0), linear(10, 4, 3.0)},
+          {2, 3, 3}};
+}
+
+// ||grad g_j(y)||_q and g_j(y) at points y [N, P, ...]: [N, P, m] each.
+std::pair<torch::Tensor, torch::Tensor> margins_at(
+    const LayerList& layers64, const torch::Tensor& y, const torch::Tensor& c,
+    const torch::Tensor& targets, Norm q) {
+  const int64_t n = y.size(0);
+  const int64_t p = y.size(1);
+  auto logits = run_layers(layers64, y.flatten(0, 1)).view({n, p, -1});
+  auto g = logits.gather(2, c.view({n, 1, 1}).expand({n, p, 1})) -
+      logits.gather(2, targets.unsqueeze(1).expand({n, p, targets.size(1)}));
+  return {margin_gradient_norms(layers64, y, c, targets, q), g};
+}
+
+TEST(Hein, GradientBoundHoldsOnBallsOfEveryRadius) {
+  for (auto act : {LayerKind::Softplus, LayerKind::Tanh}) {
+    for (uint64_t seed : {0, 1, 2}) {
+      const auto net = hein_net(act, seed);
+      ASSERT_TRUE(is_one_hidden_layer_smooth(net.layers));
+      auto layers64 = to_f64(net.layers);
+      torch::manual_seed(seed + 100);
+      auto x = torch::rand(batch_shape(3, net.shape), kF64);
+      auto c = run_layers(layers64, x).argmax(1);
+      auto targets = other_classes(c, 4);
+      for (Norm p : all_norms()) {
+        const Norm q = dual(p);
+        auto terms = hein_terms(net.layers, x, c, targets, p);
+        auto [norm_x, g_x] = margins_at(layers64, x.unsqueeze(1), c, targets, q);
+        EXPECT_TRUE(torch::allclose(terms.g, g_x.squeeze(1), 1e-10, 1e-12)) << net.name;
+        EXPECT_TRUE(torch::allclose(terms.a, norm_x.squeeze(1), 1e-6, 1e-6)) << net.name;
+        EXPECT_TRUE((terms.a >= norm_x.squeeze(1) * (1 - 1e-12)).all().item<bool>());
+        for (double radius : {0.01, 0.1, 1.0, 10.0}) {
+          auto y = sample_ball(x, torch::full({3}, radius, kF64), p, 300);
+          auto [norm_y, g_y] = margins_at(layers64, y, c, targets, q);
+          auto distance = lp_norm((y - x.unsqueeze(1)).flatten(0, 1), p).view({3, 300, 1});
+          auto allowed = terms.a.unsqueeze(1) + terms.b.unsqueeze(1) * distance;
+          EXPECT_TRUE((norm_y <= allowed * (1 + 1e-10)).all().item<bool>())
+              << net.name << " " << norm_name(p) << " R " << radius;
+        }
+      }
+    }
+  }
+}
+
+// b against an independent computation from the dense first-layer matrix.
+TEST(Hein, CurvatureTermMatchesItsDefinition) {
+  for (auto act : {LayerKind::Softplus, LayerKind::Tanh}) {
+    const auto net = hein_net(act, 7);
+    const double rho = act == LayerKind::Softplus ? 2.0 / 4 : 4.0 / (3.0 * std::sqrt(3.0));
+    // The folded first layer: W diag(scale), the scale read off the channel
+    // affine's dense matrix.
+    auto scale = dense_matrix(net.layers[0], net.shape).diag();
+    auto w_eff = net.layers[2].weight.to(torch::kFloat64) * scale.unsqueeze(0);
+    auto u = net.layers[4].weight.to(torch::kFloat64);
+    auto x = torch::rand(batch_shape(2, net.shape), kF64);
+    auto c = torch::tensor({0, 3});
+    auto targets = other_classes(c, 4);
+    for (Norm p : all_norms()) {
+      auto terms = hein_terms(net.layers, x, c, targets, p);
+      for (int64_t n = 0; n < 2; ++n) {
+        for (int64_t i = 0; i < 3; ++i) {
+          auto du = (u[c[n].item<int64_t>()] - u[targets[n][i].item<int64_t>()]).abs();
+          double expected = 0;
+          if (p == Norm::L2) {
+            auto m = w_eff.t().matmul(du.unsqueeze(1) * w_eff);
+            expected = rho * torch::linalg::eigvalsh(m, "L").max().item<double>();
+          } else {
+            expected = rho * (du * lp_norm(w_eff, dual(p)).square()).sum().item<double>();
+          }
+          EXPECT_NEAR(terms.b[n][i].item<double>(), expected, 1e-8 * expected)
+              << net.name << " " << norm_name(p);
+        }
+      }
+    }
+  }
+}
+
+// In one dimension at the activation's inflection point the curvature
+// bound is attained: |g'(y) - g'(x)| / |y - x| -> b.
+TEST(Hein, CurvatureConstantIsAttainedAtTheInflection) {
+  for (auto act : {LayerKind::Softplus, LayerKind::Tanh}) {
+    const double beta = 2.0;
+    // z* maximises |s''|: softplus_beta at 0, tanh where tanh^2 = 1/3.
+    const double z_star = act == LayerKind::Softplus ? 0.0 : std::atanh(1.0 / std::sqrt(3.0));
+    LayerList layers{
+        {LayerKind::Linear, torch::tensor({{1.5}}, kF64), torch::tensor({0.0}, kF64)},
+        activation(act, beta),
+        {LayerKind::Linear, torch::tensor({{2.0}, {-1.0}}, kF64), torch::zeros({2}, kF64)}};
+    auto x = torch::tensor({{z_star / 1.5}}, kF64);
+    auto c = torch::tensor({0});
+    auto targets = torch::tensor({{1}});
+    auto terms = hein_terms(layers, x, c, targets, Norm::L2);
+    const double h = 1e-5;
+    const double x0 = z_star / 1.5;
+    auto points = torch::tensor({x0, x0 + h, x0 - h}, kF64).view({3, 1});
+    auto jac = logit_jacobian(layers, points);                     // [3, 2, 1]
+    auto slope = (jac.select(1, 0) - jac.select(1, 1)).squeeze(1);  // g' at x, x + h, x - h
+    const double change = std::max(
+        std::abs((slope[1] - slope[0]).item<double>()), std::abs((slope[2] - slope[0]).item<double>()));
+    const double b = terms.b[0][0].item<double>();
+    EXPECT_GE(b * h, change * (1 - 1e-6));
+    EXPECT_NEAR(change / h, b, 1e-3 * b) << layer_kind_name(act);
+  }
+}
+
+TEST(Hein, RadiusSolvesItsEquationAndIsSound) {
+  for (auto act : {LayerKind::Softplus, LayerKind::Tanh}) {
+    const auto net = hein_net(act, 9);
+    auto layers64 = to_f64(net.layers);
+    torch::manual_seed(31);
+    auto x = torch::rand(batch_shape(6, net.shape), kF64);
+    auto c = run_layers(layers64, x).argmax(1);
+    auto targets = other_classes(c, 4);
+    for (Norm p : all_norms()) {
+      auto terms = hein_terms(net.layers, x, c, targets, p);
+      auto r = terms.radius;
+      ASSERT_TRUE((terms.g > 0).all().item<bool>());
+      auto fixed = terms.g / (terms.a + terms.b * r);
+      EXPECT_TRUE(torch::allclose(fixed, r, 1e-12, 0)) << net.name << " " << norm_name(p);
+      // No point of B_p(x, min_j R*_j) changes the class: samples, and
+      // projected descent on the smallest margin for L2 and Linf.
+      auto radius = std::get<0>(r.min(1));
+      auto y = sample_ball(x, radius, p, 2000);
+      auto g_y = margins_at(layers64, y, c, targets, dual(p)).second;
+      EXPECT_GT(g_y.min().item<double>(), 0) << net.name << " " << norm_name(p);
+      if (p == Norm::L1) {
+        continue;
+      }
+      auto z = x.clone();
+      for (int step = 0; step < 100; ++step) {
+        auto zg = z.detach().requires_grad_(true);
+        auto logits = run_layers(layers64, zg);
+        auto g = logits.gather(1, c.unsqueeze(1)) - logits.gather(1, targets);
+        auto grad = torch::autograd::grad({std::get<0>(g.min(1)).sum()}, {zg})[0];
+        auto rad = per_sample(radius, z);
+        if (p == Norm::Linf) {
+          z = (z - 0.05 * rad * grad.sign());
+          z = torch::max(torch::min(z, x + rad), x - rad);
+        } else {
+          z = z - 0.05 * rad * grad / per_sample(lp_norm(grad, Norm::L2) + 1e-300, grad);
+          auto offset = z - x;
+          auto norm = per_sample(lp_norm(offset, Norm::L2), offset);
+          z = x + offset * torch::clamp_max(rad / (norm + 1e-300), 1.0);
+        }
+      }
+      auto logits = run_layers(layers64, z);
+      auto g = logits.gather(1, c.unsqueeze(1)) - logits.gather(1, targets);
+      EXPECT_GT(g.min().item<double>(), 0) << net.name << " " << norm_name(p) << " descent";
+    }
+  }
+}
+
+TEST(Hein, FlatDirectionsGiveInfiniteRadius) {
+  auto net = hein_net(LayerKind::Tanh, 3);
+  // Classes 0 and 1 share their output weights: g_1 = d_0 - d_1 is constant.
+  net.layers[4].weight[1].copy_(net.layers[4].weight[0]);
+  net.layers[4].bias[0] = 1.0;
+  net.layers[4].bias[1] = 0.5;
+  auto x = torch::rand(batch_shape(2, net.shape), kF64);
+  auto c = torch::tensor({0, 0});
+  auto targets = torch::tensor({{1, 2}, {1, 3}});
+  for (Norm p : all_norms()) {
+    auto terms = hein_terms(net.layers, x, c, targets, p);
+    EXPECT_EQ(terms.b[0][0].item<double>(), 0.0);
+    EXPECT_EQ(terms.a[0][0].item<double>(), 0.0);
+    EXPECT_EQ(terms.radius[0][0].item<double>(), kInf);
+    EXPECT_EQ(terms.radius[1][0].item<double>(), kInf);
+    EXPECT_TRUE(std::isfinite(terms.radius[0][1].item<double>()));
+  }
+}
+
+TEST(Hein, OtherNetworksAreRefusedByName) {
+  auto relu = hein_net(LayerKind::Tanh, 1);
+  relu.layers[3] = activation(LayerKind::ReLU);
+  EXPECT_FALSE(is_one_hidden_layer_smooth(relu.layers));
+  auto x = torch::rand(batch_shape(1, relu.shape), kF64);
+  auto c = torch::tensor({0});
+  auto targets = torch::tensor({{1}});
+  testing::expect_error(
+      [&] { hein_terms(relu.layers, x, c, targets, Norm::L2); },
+      {"one-hidden-layer", "Linear(18->10), ReLU, Linear(10->4)"});
+  EXPECT_FALSE(is_one_hidden_layer_smooth(dense_net(LayerKind::Softplus, 0).layers));
+  testing::expect_error(
+      [&] { hein_terms(dense_net(LayerKind::Softplus, 0).layers, x, c, targets, Norm::L2); },
+      {"Softplus(beta 2), Linear(12->10), Softplus(beta 2)"});
+  auto conv_first = hein_net(LayerKind::Tanh, 1);
+  conv_first.layers.insert(conv_first.layers.begin() + 1, conv(2, 2, 1, 1, 0));
+  EXPECT_FALSE(is_one_hidden_layer_smooth(conv_first.layers));
+}
+
+// ---------------------------------------------------------------------------
+// The zoo: soundness on real networks, and what the sources cost.
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The first test images of the model's data set when fetched, else uniform noise.
+torch::Tensor zoo_inputs(const Model& model, int64_t count) {
+  const auto& shape = model.classifier.spec().shape;
+  const std::string dataset = shape[0] == 3 ? "cifar10" : "mnist";
+  try {
+    return load_dataset(dataset, "test", default_data_dir()).images.slice(0, 0, count).to(torch::kFloat64);
+  } catch (const Error&) {
+    torch::manual_seed(37);
+    return torch::rand(batch_shape(count, shape), kF64);
+  }
+}
+
+TEST(CertifiedSources, ZooGlobalLipschitzBoundsSampledGradients) {
+  for (const std::string name : {"mnist-mlp-relu", "mnist-cnn-softplus", "cifar10-cnn-relu"}) {
+    auto model = load_model(name, "", torch::kCPU);
+    ASSERT_TRUE(model.layers.has_value());
+    const auto& layers = *model.layers;
+    const auto& shape = model.classifier.spec().shape;
+    auto x = zoo_inputs(model, 8);
+    auto layers64 = to_f64(layers);
+    for (Norm p : all_norms()) {
+      std::vector<std::string> report;
+      const auto start = std::chrono::steady_clock::now();
+      auto lipschitz = global_lipschitz(layers, shape, p, &report);
+      const double seconds = seconds_since(start);
+      auto sampled = std::get<0>(pair_gradient_norms(layers64, x, dual(p)).max(0));
+      EXPECT_TRUE((lipschitz >= sampled).all().item<bool>()) << name << " " << norm_name(p);
+      std::cout << fmt::format(
+          "[ zoo ] {} global Lipschitz {}: {:.3f} s, largest L[c][j] {:.4g}, largest sampled {:.4g}\n",
+          name, norm_name(p), seconds, lipschitz.max().item<double>(), sampled.max().item<double>());
+      if (p == Norm::L2 && name == "cifar10-cnn-relu") {
+        for (const auto& line : report) {
+          std::cout << "[ zoo ]   " << line << "\n";
+        }
+      }
+    }
+  }
+}
+
+// The interval Jacobian on pre-activation bounds from bounds/ibp.cpp and
+// bounds/crown.cpp: sound at sampled points of the region, and what it costs
+// for 10 samples x 9 classes.
+TEST(CertifiedSources, ZooIntervalJacobianOnIbpAndCrownBounds) {
+  struct Case {
+    std::string model;
+    Norm p;
+    double eps;
+    bool crown;
+  };
+  const std::vector<Case> cases{
+      {"mnist-mlp-relu", Norm::Linf, 0.003, false}, {"mnist-mlp-relu", Norm::Linf, 0.003, true},
+      {"mnist-mlp-relu", Norm::L2, 0.1, false},     {"mnist-mlp-softplus", Norm::Linf, 0.01, true},
+      {"mnist-cnn-relu", Norm::Linf, 0.003, false}};
+  for (const auto& row : cases) {
+    auto model = load_model(row.model, "", torch::kCPU);
+    const auto& layers = *model.layers;
+    const auto& shape = model.classifier.spec().shape;
+    auto layers64 = to_f64(layers);
+    auto x = zoo_inputs(model, 10);
+    auto c = run_layers(layers64, x).argmax(1);
+    auto targets = other_classes(c, 10);
+    auto region = Region::ball(x, torch::full({10}, row.eps, kF64), row.p, Box{0, 1});
+    auto start = std::chrono::steady_clock::now();
+    auto bounds = row.crown ? crown_bounds(layers, region) : ibp_bounds(layers, region);
+    const double bound_seconds = seconds_since(start);
+    torch::manual_seed(41);
+    auto z = row.p == Norm::Linf ? box_points((x - row.eps).clamp(0, 1), (x + row.eps).clamp(0, 1), 60)
+                                 : sample_ball(x, torch::full({10}, row.eps, kF64), row.p, 60).clamp(0, 1);
+    auto gradients = margin_gradients(layers64, z, c, targets);
+    for (Norm q : all_norms()) {
+      auto sampled = std::get<0>(lp_norm(gradients.flatten(0, 2), q).view({10, -1, 9}).max(1));
+      torch::Tensor plain;
+      for (bool aware : {false, true}) {
+        start = std::chrono::steady_clock::now();
+        auto bound = interval_jacobian_norm(layers, bounds, c, targets, q, aware, shape);
+        const double seconds = seconds_since(start);
+        EXPECT_TRUE((bound >= sampled * (1 - 1e-9)).all().item<bool>())
+            << row.model << " " << norm_name(q) << (aware ? " sign-aware" : "");
+        if (!aware) {
+          plain = bound;
+        } else {
+          EXPECT_TRUE((bound <= plain).all().item<bool>());
+        }
+        std::cout << fmt::format(
+            "[ zoo ] {} B_{}(x, {}) {} ({:.2f} s), q={}{}: {:.3f} s for 10 x 9, median bound / "
+            "sampled max {:.3g}{}\n",
+            row.model, norm_name(row.p), row.eps, row.crown ? "CROWN" : "IBP", bound_seconds,
+            norm_name(q), aware ? " sign-aware" : "", seconds,
+            (bound / sampled).median().item<double>(),
+            aware ? fmt::format(", median sign-aware / plain {:.3f}", (bound / plain).median().item<double>())
+                  : std::string());
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace bb
