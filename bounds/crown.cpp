@@ -278,14 +278,14 @@ torch::Tensor relax_rows_cpu(
   return out;
 }
 
-// The hull's minimum of each row (D, Linf): <a, x> - sum_i |a_i| room_i.
+// The hull's minimum of each row (D, Linf): <a, z> at the corner z_i = lo_i
+// where a_i > 0, hi_i elsewhere.
 torch::Tensor hull_rows_cpu(const torch::Tensor& A, const RegionData& region, int64_t s0) {
   const int64_t n = A.size(0);
   const int64_t m = A.size(1);
   const int64_t d = A.size(2);
   auto out = torch::empty({n, m}, A.options());
   const double* a = A.data_ptr<double>();
-  const double* x = region.x.data_ptr<double>() + s0 * d;
   const double* lo = region.lo.data_ptr<double>() + s0 * d;
   const double* hi = region.hi.data_ptr<double>() + s0 * d;
   double* o = out.data_ptr<double>();
@@ -352,7 +352,7 @@ torch::Tensor concretise_rows(const torch::Tensor& A, const RegionData& region, 
     auto k = (filled < R.unsqueeze(2)).sum(2, /*keepdim=*/true);  // first k with filled >= R
     auto lambda = std::get<0>(sorted).gather(2, k.clamp_max(d - 1)).squeeze(2);
     lambda = torch::where(k.squeeze(2) < d, lambda, torch::zeros_like(lambda));
-    dual = ax - R * std::get<0>(magnitude.max(2));
+    dual = ax - lambda * R - ((magnitude - lambda.unsqueeze(2)).clamp_min(0) * room).sum(2);
   } else {
     auto saturation = torch::where(magnitude > 0, room / magnitude, torch::full_like(room, kInf));
     auto sorted = saturation.sort(2);
@@ -370,7 +370,8 @@ torch::Tensor concretise_rows(const torch::Tensor& A, const RegionData& region, 
     auto usable = (k.squeeze(2) < d) & torch::isfinite(t) & (t > 0);
     auto ts = torch::where(usable, t, torch::ones_like(t));
     auto m = torch::minimum(ts.unsqueeze(2) * magnitude, room);
-    dual = ax - R * magnitude.square().sum(2).sqrt();
+    dual = ax - (magnitude * m).sum(2) + (m.square().sum(2) - R2) / (2 * ts);
+    dual = torch::where(usable, dual, hull);
   }
   dual = torch::where(torch::isnan(dual), hull, dual);
   return torch::where(finite, torch::maximum(hull, dual), hull);

@@ -1,0 +1,96 @@
+// Soundness on the zoo: on the first 20 MNIST test images, for every MNIST
+// model and norm, every certified bound of the registry is at most the
+// smallest distortion DeepFool and PGD find on the same sample. A certified
+// bound above an attack's distortion is a bug to find, never a tolerance to
+// widen: the comparison is exact.
+#include <filesystem>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "attacks/attack.h"
+#include "bounds/bound.h"
+#include "core/error.h"
+#include "datasets/dataset.h"
+#include "models/zoo.h"
+
+namespace bb {
+namespace {
+
+struct SoundnessCase {
+  std::string model;
+  Norm norm;
+};
+
+class ZooSoundness : public ::testing::TestWithParam<SoundnessCase> {};
+
+TEST_P(ZooSoundness, CertifiedBoundsNeverExceedAnAttack) {
+  const SoundnessCase& row = GetParam();
+  const auto dir = default_data_dir();
+  if (!std::filesystem::exists(std::filesystem::path(dir) / "mnist" / "t10k-images-idx3-ubyte")) {
+    GTEST_SKIP() << "MNIST not fetched (scripts/setup.sh)";
+  }
+  const Model model = load_model(row.model, "", torch::kCPU);
+  const auto data = load_dataset("mnist", "test", dir);
+  auto x = data.images.slice(0, 0, 20);
+  auto c = model.classifier.predict(x);
+  // The reference: the smallest distortion of the two attacks.
+  auto reference = torch::full({20}, std::numeric_limits<double>::infinity(), torch::kFloat64);
+  for (const char* name : {"deepfool", "pgd"}) {
+    auto result = make_attack(name, row.norm)->run(model.classifier, x, c);
+    reference = torch::where(result.success, torch::minimum(reference, result.distance), reference);
+  }
+  ASSERT_GE(torch::isfinite(reference).sum().item<int64_t>(), 18) << "the attacks broke too few samples";
+  // Options that keep the searches short: every radius they try is sound.
+  BoundOptions options;
+  options.local_ball.bisection_steps = 6;
+  options.shells.shells = 2;
+  options.shells.bisection_steps = 4;
+  options.crown_radius.bisection_steps = 8;
+  int checked = 0;
+  for (const auto& name : bound_names()) {
+    auto bound = make_bound(name, row.norm, options);
+    if (!bound->certified()) {
+      continue;
+    }
+    try {
+      bound->check(model);
+    } catch (const Error&) {
+      continue;  // e.g. hein-one-layer on a deeper network
+    }
+    auto result = bound->run(model, x, c, {});
+    auto above = (result.value > reference) & torch::isfinite(reference);
+    EXPECT_FALSE(above.any().item<bool>())
+        << bound->name() << " on " << row.model << ": certified bound above the attack at samples "
+        << above.nonzero().flatten() << "\nbound " << result.value.masked_select(above)
+        << "\nattack " << reference.masked_select(above);
+    EXPECT_TRUE((result.value >= 0).all().item<bool>()) << bound->name();
+    ++checked;
+  }
+  EXPECT_GE(checked, 8);
+}
+
+std::string soundness_name(const ::testing::TestParamInfo<SoundnessCase>& info) {
+  std::string name = info.param.model + "_" + norm_name(info.param.norm);
+  for (char& ch : name) {
+    if (ch == '-') {
+      ch = '_';
+    }
+  }
+  return name;
+}
+
+std::vector<SoundnessCase> soundness_cases() {
+  std::vector<SoundnessCase> cases;
+  for (const char* model : {"mnist-mlp-relu", "mnist-mlp-softplus", "mnist-cnn-relu", "mnist-cnn-softplus"}) {
+    for (Norm p : all_norms()) {
+      cases.push_back({model, p});
+    }
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Mnist, ZooSoundness, ::testing::ValuesIn(soundness_cases()), soundness_name);
+
+}  // namespace
+}  // namespace bb
