@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "bounds/formulas.h"
+#include "bounds/sources.h"
 #include "core/error.h"
 #include "core/runtime.h"
 
@@ -58,6 +59,62 @@ MinRatio min_ratio(const torch::Tensor& g, const torch::Tensor& grad_norm, const
   result.target = targets.gather(1, at.unsqueeze(1)).squeeze(1);
   result.grad_norm = grad_norm.gather(1, at.unsqueeze(1)).squeeze(1);
   return result;
+}
+
+std::string SourcedBound::describe(const std::vector<std::string>& keys) const {
+  return keys.empty() ? fmt::format("{}-{}+{}", label_, norm_name(norm()), source_->name())
+                      : fmt::format("{}-{}({})+{}", label_, norm_name(norm()), describe_options(options_, keys),
+                                    source_->name());
+}
+
+GradNormResult SourcedBound::estimate(
+    const Model& model,
+    const Region& region,
+    const torch::Tensor& c,
+    const torch::Tensor& targets,
+    RandomStreams* random,
+    const torch::Tensor& starts) const {
+  GradNormRequest request;
+  request.model = &model;
+  request.region = &region;
+  request.c = c;
+  request.targets = targets;
+  request.random = random;
+  request.starts = starts;
+  return source_->estimate(request);
+}
+
+Linearised linearise(const Classifier& model, const torch::Tensor& x, const torch::Tensor& c, Norm p) {
+  Linearised l;
+  l.targets = other_classes(c, model.num_classes());
+  const int64_t n = x.size(0);
+  const int64_t m = l.targets.size(1);
+  auto at_x = model.margin_gradients(x, c, l.targets);
+  l.g = at_x.values.to(torch::kFloat64);
+  l.slope = lp_norm(at_x.grads.reshape({n * m, -1}).to(torch::kFloat64), dual(p)).view({n, m});
+  const double diameter = domain_diameter(model.spec().domain, p, x[0].numel());
+  auto r0 = min_ratio(l.g, l.slope, l.targets).value.clamp_max(diameter);
+  l.r0 = torch::where(r0 > 0, r0, torch::full_like(r0, diameter));
+  return l;
+}
+
+void BestSoFar::offer(
+    const torch::Tensor& value,
+    const torch::Tensor& target,
+    const torch::Tensor& grad_norm,
+    const torch::Tensor& radius) {
+  if (!result.value.defined()) {
+    result.value = value;
+    result.target = target;
+    result.grad_norm = grad_norm;
+    result.radius = radius;
+    return;
+  }
+  auto better = value > result.value;
+  result.value = torch::where(better, value, result.value);
+  result.target = torch::where(better, target, result.target);
+  result.grad_norm = torch::where(better, grad_norm, result.grad_norm);
+  result.radius = torch::where(better, radius, result.radius);
 }
 
 torch::Tensor target_margins(

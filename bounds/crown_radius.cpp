@@ -36,18 +36,14 @@ class CrownRadius : public Bound {
       const torch::Tensor& c,
       const BoundContext& context) const override {
     const LayerList& layers = require_layers(model, "crown-radius");
-    const Classifier& classifier = model.classifier;
     const Norm p = norm();
-    const Box box = classifier.spec().domain;
+    const Box box = model.classifier.spec().domain;
     const int64_t n = x.size(0);
-    auto targets = other_classes(c, classifier.num_classes());
+    const Linearised at_x = linearise(model.classifier, x, c, p);
+    const auto& targets = at_x.targets;
+    const auto& g = at_x.g;
+    const auto& r0 = at_x.r0;
     const int64_t m = targets.size(1);
-    auto at_x = classifier.margin_gradients(x, c, targets);
-    auto g = at_x.values.to(torch::kFloat64);
-    auto slope = lp_norm(at_x.grads.reshape({n * m, -1}).to(torch::kFloat64), dual(p)).view({n, m});
-    const double diameter = domain_diameter(box, p, x[0].numel());
-    auto r0 = min_ratio(g, slope, targets).value.clamp_max(diameter);
-    r0 = torch::where(r0 > 0, r0, torch::full_like(r0, diameter));
 
     auto best = torch::zeros({n}, g.options());
     auto best_target = targets.select(1, 0).clone();

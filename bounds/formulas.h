@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -28,6 +29,51 @@ std::unique_ptr<Bound> make_lipschitz(
 // form for one-hidden-layer smooth networks (bounds/hein_local.cpp).
 std::unique_ptr<Bound> make_crown_radius(Norm p, const BoundOptions& options);
 std::unique_ptr<Bound> make_hein_one_layer(Norm p);
+
+// A formula over a gradient-norm source: certification and the model check
+// are the source's; estimate() asks it about a region.
+class SourcedBound : public Bound {
+ public:
+  bool certified() const override { return source_->certified(); }
+  void check(const Model& model) const override { source_->check(model, norm(), label_); }
+
+ protected:
+  SourcedBound(std::string label, Norm p, std::unique_ptr<GradNormSource> source, const BoundOptions& options)
+      : Bound(p), label_(std::move(label)), source_(std::move(source)), options_(options) {}
+  // "label-L2(keys)+source": the formula's option keys, then the source's name.
+  std::string describe(const std::vector<std::string>& keys) const;
+  GradNormResult estimate(
+      const Model& model,
+      const Region& region,
+      const torch::Tensor& c,
+      const torch::Tensor& targets,
+      RandomStreams* random,
+      const torch::Tensor& starts = {}) const;
+
+  std::string label_;
+  std::unique_ptr<GradNormSource> source_;
+  BoundOptions options_;
+};
+
+// What the radius searches start from: every class j != c, its margin g_j(x)
+// and ||grad g_j(x)||_q (m gradient evaluations), and the linearised
+// distance R0 = min_j g_j / ||grad g_j(x)||_q, capped at the diameter of D and
+// positive (the diameter where it would be 0 or undefined).
+struct Linearised {
+  torch::Tensor targets;  // int64 [N, m]
+  torch::Tensor g;        // float64 [N, m]
+  torch::Tensor slope;    // float64 [N, m]
+  torch::Tensor r0;       // float64 [N]
+};
+Linearised linearise(const Classifier& model, const torch::Tensor& x, const torch::Tensor& c, Norm p);
+
+// The best bound a radius search has met: per sample its value, class,
+// gradient-norm figure and radius; offer() keeps the larger values.
+struct BestSoFar {
+  BoundResult result;
+  void offer(const torch::Tensor& value, const torch::Tensor& target, const torch::Tensor& grad_norm,
+             const torch::Tensor& radius);
+};
 
 // min over the classes of g_j / G_j (a ratio with G_j = 0 counts as +inf, and
 // g_j <= 0 gives 0): value [N], the minimising class of `targets`, and G_j there.

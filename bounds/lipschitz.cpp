@@ -13,22 +13,16 @@
 namespace bb {
 namespace {
 
-class Lipschitz : public Bound {
+class Lipschitz : public SourcedBound {
  public:
   Lipschitz(const std::string& label, Norm p, std::unique_ptr<GradNormSource> source, const BoundOptions& options)
-      : Bound(p), label_(label), source_(std::move(source)), options_(options) {
+      : SourcedBound(label, p, std::move(source), options) {
     if (options_.lipschitz.radius <= 0) {
       options_.lipschitz.radius = default_radius(p);
     }
   }
 
-  std::string name() const override {
-    return fmt::format(
-        "{}-{}({})+{}", label_, norm_name(norm()),
-        describe_options(options_, {"lipschitz.radius", "lipschitz.targets"}), source_->name());
-  }
-  bool certified() const override { return source_->certified(); }
-  void check(const Model& model) const override { source_->check(model, norm(), label_); }
+  std::string name() const override { return describe({"lipschitz.radius", "lipschitz.targets"}); }
 
  protected:
   BoundResult compute(
@@ -44,25 +38,19 @@ class Lipschitz : public Bound {
     auto g = target_margins(classifier, x, c, targets);
     Region region = Region::ball(
         x, torch::full({n}, radius, x.options()), norm(), classifier.spec().domain);
-    GradNormRequest request;
-    request.model = &model;
-    request.region = &region;
-    request.c = c;
-    request.targets = targets;
-    request.random = &random;
-    auto estimate = source_->estimate(request);
-    auto best = min_ratio(g, estimate.value, targets);
+    auto found = estimate(model, region, c, targets, &random);
+    auto best = min_ratio(g, found.value, targets);
     BoundResult result;
     auto r = torch::full_like(best.value, radius);
     result.value = torch::minimum(best.value, r);
     result.target = best.target;
     result.grad_norm = best.grad_norm;
     result.radius = r;
-    result.gradients = estimate.gradients;
-    if (estimate.fit_rejected.defined()) {
+    result.gradients = found.gradients;
+    if (found.fit_rejected.defined()) {
       // The class that gave the minimum: where its fit was rejected.
       auto column = (targets == best.target.unsqueeze(1)).to(torch::kLong).argmax(1, true);
-      result.fit_rejected = estimate.fit_rejected.gather(1, column).squeeze(1);
+      result.fit_rejected = found.fit_rejected.gather(1, column).squeeze(1);
     }
     return result;
   }
@@ -92,9 +80,6 @@ class Lipschitz : public Bound {
     return logits.argmin(1, /*keepdim=*/true);
   }
 
-  std::string label_;
-  std::unique_ptr<GradNormSource> source_;
-  BoundOptions options_;
 };
 
 }  // namespace

@@ -20,19 +20,12 @@
 namespace bb {
 namespace {
 
-class LocalBall : public Bound {
+class LocalBall : public SourcedBound {
  public:
   LocalBall(const std::string& label, Norm p, std::unique_ptr<GradNormSource> source, const BoundOptions& options)
-      : Bound(p), label_(label), source_(std::move(source)), options_(options) {}
+      : SourcedBound(label, p, std::move(source), options) {}
 
-  std::string name() const override {
-    return fmt::format(
-        "{}-{}({})+{}", label_, norm_name(norm()),
-        describe_options(options_, {"local_ball.octaves", "local_ball.bisection_steps"}),
-        source_->name());
-  }
-  bool certified() const override { return source_->certified(); }
-  void check(const Model& model) const override { source_->check(model, norm(), label_); }
+  std::string name() const override { return describe({"local_ball.octaves", "local_ball.bisection_steps"}); }
 
  protected:
   BoundResult compute(
@@ -40,74 +33,33 @@ class LocalBall : public Bound {
       const torch::Tensor& x,
       const torch::Tensor& c,
       const BoundContext& context) const override {
-    const Classifier& classifier = model.classifier;
-    const Norm p = norm();
-    const Box box = classifier.spec().domain;
-    const int64_t k = classifier.num_classes();
-    auto targets = other_classes(c, k);
-    const int64_t m = targets.size(1);
-    auto at_x = classifier.margin_gradients(x, c, targets);
-    auto g = at_x.values.to(torch::kFloat64);
-    auto slope = lp_norm(at_x.grads.reshape({x.size(0) * m, -1}).to(torch::kFloat64), dual(p))
-                     .view({x.size(0), m});
-    const double diameter = domain_diameter(box, p, x[0].numel());
-    auto r0 = min_ratio(g, slope, targets).value.clamp_max(diameter);
-    // A zero margin (a tie at x) gives the bound 0 at once; keep R positive.
-    r0 = torch::where(r0 > 0, r0, torch::full_like(r0, diameter));
+    const Box box = model.classifier.spec().domain;
+    const Linearised at_x = linearise(model.classifier, x, c, norm());
     auto random = RandomStreams::derive(context.seed, name(), context.index, c.device());
-    auto gradients = torch::full({x.size(0)}, m, c.options().dtype(torch::kInt64));
-
-    // min(min_j g_j / G_j(R), R) for radii R [N].
+    auto gradients = torch::full({x.size(0)}, at_x.targets.size(1), c.options().dtype(torch::kInt64));
+    BestSoFar best;
+    // min(min_j g_j / G_j(R), R) at radii R [N]; returns min_j g_j / G_j(R).
     auto evaluate = [&](const torch::Tensor& radius) {
-      Region region = Region::ball(x, radius.to(x.scalar_type()), p, box);
-      GradNormRequest request;
-      request.model = &model;
-      request.region = &region;
-      request.c = c;
-      request.targets = targets;
-      request.random = &random;
-      auto estimate = source_->estimate(request);
-      gradients += estimate.gradients;
-      return std::make_pair(min_ratio(g, estimate.value, targets), radius);
+      Region region = Region::ball(x, radius.to(x.scalar_type()), norm(), box);
+      auto found = estimate(model, region, c, at_x.targets, &random);
+      gradients += found.gradients;
+      auto ratio = min_ratio(at_x.g, found.value, at_x.targets);
+      best.offer(torch::minimum(ratio.value, radius), ratio.target, ratio.grad_norm, radius);
+      return ratio.value;
     };
-    BoundResult result;
-    auto take = [&](const MinRatio& ratio, const torch::Tensor& radius, bool first) {
-      auto value = torch::minimum(ratio.value, radius);
-      if (first) {
-        result.value = value;
-        result.target = ratio.target;
-        result.grad_norm = ratio.grad_norm;
-        result.radius = radius;
-        return;
-      }
-      auto better = value > result.value;
-      result.value = torch::where(better, value, result.value);
-      result.target = torch::where(better, ratio.target, result.target);
-      result.grad_norm = torch::where(better, ratio.grad_norm, result.grad_norm);
-      result.radius = torch::where(better, radius, result.radius);
-    };
-    {
-      auto [ratio, radius] = evaluate(r0);
-      take(ratio, radius, true);
-    }
-    auto hi = r0.log();
+    evaluate(at_x.r0);
+    auto hi = at_x.r0.log();
     auto lo = hi - options_.local_ball.octaves * std::log(2.0);
     for (int step = 0; step < options_.local_ball.bisection_steps; ++step) {
       auto mid = (lo + hi) / 2;
-      auto [ratio, radius] = evaluate(mid.exp());
-      take(ratio, radius, false);
-      auto feasible = ratio.value >= radius;  // the crossing lies above
+      auto radius = mid.exp();
+      auto feasible = evaluate(radius) >= radius;  // the crossing lies above
       lo = torch::where(feasible, mid, lo);
       hi = torch::where(feasible, hi, mid);
     }
-    result.gradients = gradients;
-    return result;
+    best.result.gradients = gradients;
+    return best.result;
   }
-
- private:
-  std::string label_;
-  std::unique_ptr<GradNormSource> source_;
-  BoundOptions options_;
 };
 
 }  // namespace

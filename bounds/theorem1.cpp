@@ -27,16 +27,12 @@ struct ClassTable {
   torch::Tensor gradients;  // int64 [k]: gradient evaluations spent on row c
 };
 
-class Theorem1 : public Bound {
+class Theorem1 : public SourcedBound {
  public:
   Theorem1(const std::string& label, Norm p, std::unique_ptr<GradNormSource> source, const BoundOptions& options)
-      : Bound(p), label_(label), source_(std::move(source)), options_(options.theorem1) {}
+      : SourcedBound(label, p, std::move(source), options) {}
 
-  std::string name() const override {
-    return fmt::format("{}-{}+{}", label_, norm_name(norm()), source_->name());
-  }
-  bool certified() const override { return source_->certified(); }
-  void check(const Model& model) const override { source_->check(model, norm(), label_); }
+  std::string name() const override { return describe({}); }
 
  protected:
   BoundResult compute(
@@ -70,7 +66,7 @@ class Theorem1 : public Bound {
   }
 
   std::string cache_file(const std::string& key) const {
-    return (std::filesystem::path(options_.cache_dir) / ("theorem1-" + key + ".json")).string();
+    return (std::filesystem::path(options_.theorem1.cache_dir) / ("theorem1-" + key + ".json")).string();
   }
 
   // The rows G_j(D) of every class in c, computed where missing.
@@ -83,7 +79,7 @@ class Theorem1 : public Bound {
     if (found == tables_.end()) {
       ClassTable fresh{
           torch::full({k, k}, kNaN, torch::kFloat64), torch::zeros({k}, torch::kInt64)};
-      if (!options_.cache_dir.empty()) {
+      if (!options_.theorem1.cache_dir.empty()) {
         load(cache_file(key), fresh, model);
       }
       found = tables_.emplace(key, fresh).first;
@@ -104,23 +100,16 @@ class Theorem1 : public Bound {
     auto classes = missing.to(c.device());
     auto targets = other_classes(classes, k);
     auto random = RandomStreams::derive(context.seed, name() + "/D", classes, c.device());
-    GradNormRequest request;
-    request.model = &model;
-    request.region = &region;
-    request.c = classes;
-    request.targets = targets;
-    request.random = &random;
-    request.starts = context.starts;
-    auto estimate = source_->estimate(request);
-    auto value = estimate.value.cpu();
-    auto spent = estimate.gradients.cpu();
+    auto rows = estimate(model, region, classes, targets, &random, context.starts);
+    auto value = rows.value.cpu();
+    auto spent = rows.gradients.cpu();
     auto t = targets.cpu();
     for (int64_t i = 0; i < missing.size(0); ++i) {
       const int64_t row = missing[i].item<int64_t>();
       table.grad_norm[row].index_put_({t[i]}, value[i]);
       table.gradients[row] = spent[i];
     }
-    if (!options_.cache_dir.empty()) {
+    if (!options_.theorem1.cache_dir.empty()) {
       save(cache_file(key), table, model);
     }
     return table;
@@ -174,9 +163,6 @@ class Theorem1 : public Bound {
     write_atomically(path, doc.dump(1) + "\n");
   }
 
-  std::string label_;
-  std::unique_ptr<GradNormSource> source_;
-  Theorem1Options options_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, ClassTable> tables_;
 };

@@ -2,7 +2,10 @@
 // model and norm, every certified bound of the registry is at most the
 // smallest distortion DeepFool and PGD find on the same sample. A certified
 // bound above an attack's distortion is a bug to find, never a tolerance to
-// widen: the comparison is exact.
+// widen: the comparison is exact. CROWN's bounds on the convolutional
+// networks cost minutes per case on two cores, so there the CROWN-based
+// bounds are left to the random small conv networks of
+// test_preactivation.cpp and test_certified_sources.cpp.
 #include <filesystem>
 
 #include <gtest/gtest.h>
@@ -43,14 +46,15 @@ TEST_P(ZooSoundness, CertifiedBoundsNeverExceedAnAttack) {
   ASSERT_GE(torch::isfinite(reference).sum().item<int64_t>(), 18) << "the attacks broke too few samples";
   // Options that keep the searches short: every radius they try is sound.
   BoundOptions options;
-  options.local_ball.bisection_steps = 6;
+  options.local_ball.bisection_steps = 4;
   options.shells.shells = 2;
-  options.shells.bisection_steps = 4;
-  options.crown_radius.bisection_steps = 8;
+  options.shells.bisection_steps = 3;
+  options.crown_radius.bisection_steps = 6;
+  const bool convolutional = row.model.find("cnn") != std::string::npos;
   int checked = 0;
   for (const auto& name : bound_names()) {
     auto bound = make_bound(name, row.norm, options);
-    if (!bound->certified()) {
+    if (!bound->certified() || (convolutional && name.find("crown") != std::string::npos)) {
       continue;
     }
     try {
@@ -67,7 +71,7 @@ TEST_P(ZooSoundness, CertifiedBoundsNeverExceedAnAttack) {
     EXPECT_TRUE((result.value >= 0).all().item<bool>()) << bound->name();
     ++checked;
   }
-  EXPECT_GE(checked, 8);
+  EXPECT_GE(checked, convolutional ? 4 : 8);
 }
 
 std::string soundness_name(const ::testing::TestParamInfo<SoundnessCase>& info) {

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every bound of the registry against the best of DeepFool and PGD on the
+# zoo's MNIST MLPs, p = 2 and inf: results/bounds/*.jsonl (one row per
+# sample) and the summary lines in results/bounds_zoo.txt.
+#   scripts/bounds_zoo.sh [SAMPLES]      (default 20; the shells 10)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+samples=${1:-20}
+bin="$root/build/boundbench"
+out="$root/results/bounds"
+mkdir -p "$out"
+summary="$root/results/bounds_zoo.txt"
+: > "$summary.new"
+for model in mnist-mlp-relu mnist-mlp-softplus; do
+  for norm in inf 2; do
+    for bound in crown-radius local-ball-shells-interval-crown local-ball-interval-crown local-ball-interval-ibp \
+                 theorem1-interval-crown theorem1-interval-ibp lipschitz-global \
+                 lipschitz-clever local-ball-sampled lipschitz-sampled theorem1-sampled; do
+      n=$samples
+      case "$bound" in local-ball-shells-*) n=$(( samples < 10 ? samples : 10 )) ;; esac
+      "$bin" bound --model "$model" --bound "$bound" --norm "$norm" --samples "$n" --batch 10 \
+        --attack deepfool,pgd --out "$out/$model-L$norm-$bound.jsonl" | tee -a "$summary.new"
+    done
+  done
+done
+mv "$summary.new" "$summary"
