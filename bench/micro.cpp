@@ -15,6 +15,8 @@
 #include "attacks/deepfool.h"
 #include "attacks/pgd.h"
 #include "bounds/bound.h"
+#include "bounds/interval_jacobian.h"
+#include "bounds/preactivation.h"
 #include "bounds/sources.h"
 #include "core/error.h"
 #include "core/runtime.h"
@@ -220,6 +222,56 @@ void bm_bound(benchmark::State& state, Setup s, bb::Norm p, BoundCase bound_case
   state.counters["median_bound"] = value;
 }
 
+// The interval Jacobian of all k-1 margins over B_p(x, eps) ∩ D (IBP bounds
+// computed beforehand) against the k-1 plain margin gradients at x it
+// bounds; and the CROWN pre-activation bounds against a forward+backward
+// pass. Same samples, same radius (Linf 0.01, L2 0.1).
+void bm_interval_jacobian(benchmark::State& state, Setup s, bb::Norm p, int64_t samples) {
+  const auto& layers = *s.model->layers;
+  auto x = s.x.slice(0, 0, samples);
+  auto c = s.c.slice(0, 0, samples);
+  auto targets = bb::other_classes(c, s.model->classifier.num_classes());
+  const double eps = p == bb::Norm::Linf ? 0.01 : 0.1;
+  auto region = bb::Region::ball(x, torch::full({samples}, eps, x.options()), p, s.model->classifier.spec().domain);
+  const auto bounds = bb::ibp_bounds(layers, region);
+  double spent = 0;
+  double baseline = 0;
+  for (auto _ : state) {
+    bb::Stopwatch batched(s.model->classifier.device());
+    auto mg = s.model->classifier.margin_gradients(x, c, targets);
+    benchmark::DoNotOptimize(mg.grads.data_ptr());
+    baseline += batched.seconds();
+    bb::Stopwatch watch(s.model->classifier.device());
+    auto bound = bb::interval_jacobian_norm(
+        layers, bounds, c, targets, bb::dual(p), /*sign_aware=*/true, s.model->classifier.spec().shape);
+    benchmark::DoNotOptimize(bound.data_ptr());
+    const double t = watch.seconds();
+    spent += t;
+    state.SetIterationTime(t);
+  }
+  state.counters["ratio_to_gradients"] = spent / baseline;
+}
+
+void bm_crown_bounds(benchmark::State& state, Setup s, bb::Norm p, int64_t samples) {
+  const auto& layers = *s.model->layers;
+  Setup few{s.model, s.x.slice(0, 0, samples), s.c.slice(0, 0, samples)};
+  const double eps = p == bb::Norm::Linf ? 0.01 : 0.1;
+  auto region = bb::Region::ball(
+      few.x, torch::full({samples}, eps, few.x.options()), p, s.model->classifier.spec().domain);
+  double spent = 0;
+  double baseline = 0;
+  for (auto _ : state) {
+    baseline += forward_backward(few);
+    bb::Stopwatch watch(s.model->classifier.device());
+    auto bounds = bb::crown_bounds(layers, region);
+    benchmark::DoNotOptimize(bounds.lower.back().data_ptr());
+    const double t = watch.seconds();
+    spent += t;
+    state.SetIterationTime(t);
+  }
+  state.counters["ratio_to_fwd_bwd"] = spent / baseline;
+}
+
 std::vector<std::string> split(const std::string& text) {
   std::vector<std::string> parts;
   std::stringstream in(text);
@@ -302,6 +354,14 @@ int main(int argc, char** argv) {
                                             BoundCase{"lipschitz-sampled", 4, 64}}) {
           reg(fmt::format("bound/{}/{}/{}/samples:{}", bound_case.name, name, bb::norm_name(p), bound_samples),
               bm_bound, p, bound_case, bound_samples)
+              ->Iterations(2);
+        }
+        if (s.model->layers) {
+          reg(fmt::format("interval_jacobian/{}/{}/samples:{}", name, bb::norm_name(p), bound_samples),
+              bm_interval_jacobian, p, bound_samples)
+              ->Iterations(3);
+          reg(fmt::format("crown_bounds/{}/{}/samples:{}", name, bb::norm_name(p), bound_samples),
+              bm_crown_bounds, p, bound_samples)
               ->Iterations(2);
         }
       }

@@ -3,9 +3,12 @@
 // and against a dense grid on a 2-D network, per-sample seeding, and refusal
 // of bad options.
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "bounds/bound.h"
@@ -273,6 +276,46 @@ TEST(Bounds, CertifiedBoundsRefuseAModelWithoutALayerChain) {
       EXPECT_NO_THROW(bound->run(linear.model, x, c, {})) << name;
     }
   }
+}
+
+// Theorem 1 keeps G_j(D) per class on disk when asked: a new bound object
+// reads it back (the same figures without drawing again), and a damaged
+// cache file is refused by name.
+TEST(Bounds, TheoremOneCacheOnDisk) {
+  testing::TempDir dir;
+  const Model model = softplus_network(6, 12, 4, 2.0, 7, Box{0, 1});
+  torch::manual_seed(9);
+  auto x = torch::rand({5, 6}, torch::kFloat64);
+  auto c = model.classifier.predict(x);
+  BoundOptions options = small_options();
+  options.theorem1.cache_dir = dir.path().string();
+  auto first = make_bound("theorem1-sampled", Norm::L2, options)->run(model, x, c, {});
+  int files = 0;
+  std::string cache;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    ++files;
+    cache = entry.path().string();
+  }
+  ASSERT_EQ(files, 1);
+  // Change the figures on disk: a new bound must take them from there.
+  std::ifstream in(cache);
+  nlohmann::json doc;
+  in >> doc;
+  in.close();
+  for (auto& [cls, row] : doc["rows"].items()) {
+    for (auto& value : row) {
+      if (!value.is_null()) {
+        value = value.get<double>() * 2;
+      }
+    }
+  }
+  std::ofstream(cache) << doc.dump();
+  auto second = make_bound("theorem1-sampled", Norm::L2, options)->run(model, x, c, {});
+  EXPECT_TRUE(torch::allclose(second.value, first.value / 2, 1e-12, 0));
+  EXPECT_TRUE(torch::equal(second.gradients, first.gradients));
+  std::ofstream(cache) << "{ not json";
+  testing::expect_error(
+      [&] { make_bound("theorem1-sampled", Norm::L2, options)->run(model, x, c, {}); }, {cache, "Theorem 1 cache"});
 }
 
 TEST(Bounds, RefusesBadNamesAndOptions) {
