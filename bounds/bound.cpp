@@ -1,5 +1,6 @@
 #include "bounds/bound.h"
 
+#include <cmath>
 #include <limits>
 
 #include <torch/torch.h>
@@ -96,6 +97,22 @@ Linearised linearise(const Classifier& model, const torch::Tensor& x, const torc
   auto r0 = min_ratio(l.g, l.slope, l.targets).value.clamp_max(diameter);
   l.r0 = torch::where(r0 > 0, r0, torch::full_like(r0, diameter));
   return l;
+}
+
+void search_log_radius(
+    const torch::Tensor& r0,
+    int octaves,
+    int steps,
+    const std::function<torch::Tensor(const torch::Tensor&)>& feasible) {
+  feasible(r0);
+  auto hi = r0.log();
+  auto lo = hi - octaves * std::log(2.0);
+  for (int step = 0; step < steps; ++step) {
+    auto mid = (lo + hi) / 2;
+    auto shown = feasible(mid.exp());
+    lo = torch::where(shown, mid, lo);
+    hi = torch::where(shown, hi, mid);
+  }
 }
 
 void BestSoFar::offer(

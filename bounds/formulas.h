@@ -2,6 +2,7 @@
 // gradient-norm source; the registry (bounds/registry.cpp) pairs them.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +67,16 @@ struct Linearised {
   torch::Tensor r0;       // float64 [N]
 };
 Linearised linearise(const Classifier& model, const torch::Tensor& x, const torch::Tensor& c, Norm p);
+
+// The radius search of the local-ball formulas: tries R0, then bisects on
+// log R between R0 2^-octaves and R0, every sample taking the same steps
+// (so its random draws depend only on its own stream). feasible(R) says, per
+// sample, whether R is shown (the crossing lies above it).
+void search_log_radius(
+    const torch::Tensor& r0,
+    int octaves,
+    int steps,
+    const std::function<torch::Tensor(const torch::Tensor&)>& feasible);
 
 // The best bound a radius search has met: per sample its value, class,
 // gradient-norm figure and radius; offer() keeps the larger values.

@@ -20,7 +20,16 @@
 namespace bb {
 namespace {
 
-class IntervalSource : public GradNormSource {
+// Certified sources read the layer chain: a model without one is refused.
+class LayerChainSource : public GradNormSource {
+ public:
+  bool certified() const override { return true; }
+  void check(const Model& model, Norm p, const std::string& method) const override {
+    require_layers(model, method);
+  }
+};
+
+class IntervalSource : public LayerChainSource {
  public:
   IntervalSource(bool crown, const IntervalOptions& options) : crown_(crown), options_(options) {}
 
@@ -28,10 +37,6 @@ class IntervalSource : public GradNormSource {
     BoundOptions all;
     all.interval = options_;
     return fmt::format("interval-{}({})", crown_ ? "crown" : "ibp", describe_options(all, {"interval.sign_aware"}));
-  }
-  bool certified() const override { return true; }
-  void check(const Model& model, Norm p, const std::string& method) const override {
-    require_layers(model, method);
   }
 
   GradNormResult estimate(const GradNormRequest& request) const override {
@@ -57,13 +62,9 @@ class IntervalSource : public GradNormSource {
 // Certified: the global Lipschitz constant of every g_j, a product of layer
 // operator norms (bounds/operator_norm.h), the same for every region.
 // Computed once per model and norm.
-class OperatorNormSource : public GradNormSource {
+class OperatorNormSource : public LayerChainSource {
  public:
   std::string name() const override { return "operator-norms"; }
-  bool certified() const override { return true; }
-  void check(const Model& model, Norm p, const std::string& method) const override {
-    require_layers(model, method);
-  }
 
   GradNormResult estimate(const GradNormRequest& request) const override {
     const Model& model = *request.model;

@@ -38,25 +38,18 @@ class LocalBall : public SourcedBound {
     auto random = RandomStreams::derive(context.seed, name(), context.index, c.device());
     auto gradients = torch::full({x.size(0)}, at_x.targets.size(1), c.options().dtype(torch::kInt64));
     BestSoFar best;
-    // min(min_j g_j / G_j(R), R) at radii R [N]; returns min_j g_j / G_j(R).
-    auto evaluate = [&](const torch::Tensor& radius) {
-      Region region = Region::ball(x, radius.to(x.scalar_type()), norm(), box);
-      auto found = estimate(model, region, c, at_x.targets, &random);
-      gradients += found.gradients;
-      auto ratio = min_ratio(at_x.g, found.value, at_x.targets);
-      best.offer(torch::minimum(ratio.value, radius), ratio.target, ratio.grad_norm, radius);
-      return ratio.value;
-    };
-    evaluate(at_x.r0);
-    auto hi = at_x.r0.log();
-    auto lo = hi - options_.local_ball.octaves * std::log(2.0);
-    for (int step = 0; step < options_.local_ball.bisection_steps; ++step) {
-      auto mid = (lo + hi) / 2;
-      auto radius = mid.exp();
-      auto feasible = evaluate(radius) >= radius;  // the crossing lies above
-      lo = torch::where(feasible, mid, lo);
-      hi = torch::where(feasible, hi, mid);
-    }
+    // min(min_j g_j / G_j(R), R) at radii R [N]; R is feasible when the
+    // first term is at least R (the crossing lies above).
+    search_log_radius(
+        at_x.r0, options_.local_ball.octaves, options_.local_ball.bisection_steps,
+        [&](const torch::Tensor& radius) {
+          Region region = Region::ball(x, radius.to(x.scalar_type()), norm(), box);
+          auto found = estimate(model, region, c, at_x.targets, &random);
+          gradients += found.gradients;
+          auto ratio = min_ratio(at_x.g, found.value, at_x.targets);
+          best.offer(torch::minimum(ratio.value, radius), ratio.target, ratio.grad_norm, radius);
+          return ratio.value >= radius;
+        });
     best.result.gradients = gradients;
     return best.result;
   }

@@ -67,15 +67,7 @@ class LocalBallShells : public SourcedBound {
           outer.gather(1, at).squeeze(1), radius);
       return safe;
     };
-    shown(at_x.r0);
-    auto hi = at_x.r0.log();
-    auto lo = hi - options_.local_ball.octaves * std::log(2.0);
-    for (int step = 0; step < options_.shells.bisection_steps; ++step) {
-      auto mid = (lo + hi) / 2;
-      auto safe = shown(mid.exp());
-      lo = torch::where(safe, mid, lo);
-      hi = torch::where(safe, hi, mid);
-    }
+    search_log_radius(at_x.r0, options_.local_ball.octaves, options_.shells.bisection_steps, shown);
     best.result.radius = best.result.value;
     best.result.gradients = gradients;
     return best.result;
