@@ -50,6 +50,24 @@ AttackResult finish(
 
 }  // namespace
 
+RandomStreams attack_streams(
+    const std::string& method,
+    const AttackContext& context,
+    int64_t n,
+    torch::Device device) {
+  torch::Tensor index = context.index;
+  if (!index.defined()) {
+    index = torch::arange(n, torch::kInt64);
+  }
+  BB_CHECK(
+      index.dim() == 1 && index.size(0) == n,
+      "{}: expected {} sample indices, got {}",
+      method,
+      n,
+      index.sizes());
+  return RandomStreams::derive(context.seed, method, index, device);
+}
+
 void check_attack_inputs(const Classifier& model, const torch::Tensor& x) {
   model.check_input(x, "attack inputs");
   const Box box = model.spec().domain;
@@ -82,7 +100,8 @@ AttackResult FixedBudgetAttack::run(
     const Classifier& model,
     const torch::Tensor& x,
     const torch::Tensor& c,
-    const torch::Tensor& epsilon) const {
+    const torch::Tensor& epsilon,
+    const AttackContext& context) const {
   check_attack_inputs(model, x);
   check_epsilon(epsilon);
   BB_CHECK(
@@ -90,18 +109,20 @@ AttackResult FixedBudgetAttack::run(
       "epsilon: expected one budget or {}, got {}",
       x.size(0),
       epsilon.numel());
-  return run_validated(model, x, c, epsilon);
+  RandomStreams streams = attack_streams(name(), context, x.size(0), x.device());
+  return run_validated(model, x, c, epsilon, streams);
 }
 
 AttackResult FixedBudgetAttack::run_validated(
     const Classifier& model,
     const torch::Tensor& x,
     const torch::Tensor& c,
-    const torch::Tensor& epsilon) const {
+    const torch::Tensor& epsilon,
+    RandomStreams& streams) const {
   Stopwatch watch(model.device());
   auto eps = epsilon_column(epsilon, x);
   auto gradients = torch::zeros({x.size(0)}, c.options().dtype(torch::kInt64));
-  auto candidate = perturb(model, x, c, eps, gradients);
+  auto candidate = perturb(model, x, c, eps, streams, gradients);
   // Back into the budget (the step may have left it) and into D.
   candidate = project_ball_box(x, candidate.detach(), eps, norm_, model.spec().domain);
   AttackResult result = finish(model, x, candidate, c, norm_, name());
@@ -113,11 +134,13 @@ AttackResult FixedBudgetAttack::run_validated(
 AttackResult MinimalAttack::run(
     const Classifier& model,
     const torch::Tensor& x,
-    const torch::Tensor& c) const {
+    const torch::Tensor& c,
+    const AttackContext& context) const {
   check_attack_inputs(model, x);
+  RandomStreams streams = attack_streams(name(), context, x.size(0), x.device());
   Stopwatch watch(model.device());
   auto gradients = torch::zeros({x.size(0)}, c.options().dtype(torch::kInt64));
-  auto candidate = search(model, x, c, gradients);
+  auto candidate = search(model, x, c, streams, gradients);
   const Box box = model.spec().domain;
   candidate = candidate.detach().clamp(box.lo, box.hi);
   auto success = checked_misclassified(model, candidate, c, name());
@@ -129,7 +152,7 @@ AttackResult MinimalAttack::run(
 }
 
 std::string MinimalAttack::refine_suffix() const {
-  return fmt::format("+refine({})", refine_.steps);
+  return fmt::format("+refine(steps={})", refine_.steps);
 }
 
 torch::Tensor refine_to_boundary(

@@ -22,6 +22,7 @@
 
 #include "core/classifier.h"
 #include "core/norm.h"
+#include "core/random.h"
 
 namespace bb {
 
@@ -34,6 +35,20 @@ struct AttackResult {
   torch::Tensor gradients;  // int64 [N]: gradient evaluations spent on each sample
   double seconds = 0;       // wall time for the batch (device synchronised)
 };
+
+// Where each sample's random numbers come from (PGD's random start): a
+// stream keyed by (seed, the attack's full name, the sample's index), so a
+// sample's result does not depend on the batch it runs in, --samples, the
+// shard or the order of methods.
+struct AttackContext {
+  uint64_t seed = 0;
+  torch::Tensor index;  // int64 [N]: each sample's index in its data set; undefined: 0 .. N-1
+};
+RandomStreams attack_streams(
+    const std::string& method,
+    const AttackContext& context,
+    int64_t n,
+    torch::Device device);
 
 // Validation shared by all attacks: inputs inside D and of the model's shape.
 void check_attack_inputs(const Classifier& model, const torch::Tensor& x);
@@ -53,17 +68,20 @@ class FixedBudgetAttack {
       const Classifier& model,
       const torch::Tensor& x,
       const torch::Tensor& c,
-      const torch::Tensor& epsilon) const;
+      const torch::Tensor& epsilon,
+      const AttackContext& context = {}) const;
 
  protected:
   explicit FixedBudgetAttack(Norm p) : norm_(p) {}
   // The attack's own work: candidate examples (projected, clipped and
-  // re-checked by the caller), adding the gradient evaluations to `gradients`.
+  // re-checked by the caller), adding the gradient evaluations to `gradients`;
+  // random numbers come from `streams` (one per sample).
   virtual torch::Tensor perturb(
       const Classifier& model,
       const torch::Tensor& x,
       const torch::Tensor& c,
       const torch::Tensor& epsilon,
+      RandomStreams& streams,
       torch::Tensor& gradients) const = 0;
 
  private:
@@ -72,7 +90,8 @@ class FixedBudgetAttack {
       const Classifier& model,
       const torch::Tensor& x,
       const torch::Tensor& c,
-      const torch::Tensor& epsilon) const;
+      const torch::Tensor& epsilon,
+      RandomStreams& streams) const;
 
   Norm norm_;
 };
@@ -91,7 +110,11 @@ class MinimalAttack {
 
   // The closest adversarial example it finds for each sample, clipped to D,
   // re-checked and refined towards the boundary. Validates its inputs.
-  AttackResult run(const Classifier& model, const torch::Tensor& x, const torch::Tensor& c) const;
+  AttackResult run(
+      const Classifier& model,
+      const torch::Tensor& x,
+      const torch::Tensor& c,
+      const AttackContext& context = {}) const;
 
  protected:
   MinimalAttack(Norm p, RefineOptions refine) : norm_(p), refine_(refine) {}
@@ -100,6 +123,7 @@ class MinimalAttack {
       const Classifier& model,
       const torch::Tensor& x,
       const torch::Tensor& c,
+      RandomStreams& streams,
       torch::Tensor& gradients) const = 0;
   std::string refine_suffix() const;
 

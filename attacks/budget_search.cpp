@@ -69,6 +69,7 @@ torch::Tensor BudgetSearch::search(
     const Classifier& model,
     const torch::Tensor& x,
     const torch::Tensor& c,
+    RandomStreams& streams,
     torch::Tensor& gradients) const {
   const int64_t n = x.size(0);
   const double cap = diameter(model.spec().domain, x[0].numel(), norm());
@@ -83,24 +84,30 @@ torch::Tensor BudgetSearch::search(
   auto best = x.detach().clone();
   auto best_distance = torch::full({n}, kInf, options);
   const int rounds = options_.max_doublings + 1 + options_.bisection_steps;
+  // A sample that has bisected enough or failed at the largest budget is
+  // finished: later rounds (run for the others) change nothing of it, so
+  // its result and cost do not depend on the batch it shares.
+  auto finished = torch::zeros({n}, options.dtype(torch::kBool));
   for (int round = 0; round < rounds; ++round) {
-    AttackResult r = attack_->run_validated(model, x, c, eps.to(x.scalar_type()));
-    gradients += r.gradients;
-    auto closer = r.success & (r.distance < best_distance);
+    AttackResult r = attack_->run_validated(model, x, c, eps.to(x.scalar_type()), streams);
+    auto live = ~finished;
+    gradients += torch::where(live, r.gradients, torch::zeros_like(r.gradients));
+    auto success = r.success & live;
+    auto failure = ~r.success & live;
+    auto closer = success & (r.distance < best_distance);
     best = torch::where(per_sample(closer, x), r.x_adv, best);
     best_distance = torch::where(closer, r.distance, best_distance);
     auto searching = torch::isinf(hi);  // still doubling
-    bisections += (~searching & ~exhausted).to(torch::kInt64);
-    hi = torch::where(r.success, torch::minimum(hi, eps), hi);
-    lo = torch::where(r.success, lo, torch::maximum(lo, eps));
-    exhausted = exhausted | (~r.success & torch::isinf(hi) & (eps >= cap));
+    bisections += (~searching & live).to(torch::kInt64);
+    hi = torch::where(success, torch::minimum(hi, eps), hi);
+    lo = torch::where(failure, torch::maximum(lo, eps), lo);
+    exhausted = exhausted | (failure & torch::isinf(hi) & (eps >= cap));
     auto doubled = torch::clamp_max(eps * 2, cap);
-    eps = torch::where(torch::isinf(hi), doubled, (lo + hi) / 2);
+    eps = torch::where(live, torch::where(torch::isinf(hi), doubled, (lo + hi) / 2), eps);
+    finished = (bisections >= options_.bisection_steps) | exhausted;
     // One host sync per round (a whole attack run): stop when every sample
-    // has bisected enough or failed at the largest budget.
-    const bool finished =
-        ((bisections >= options_.bisection_steps) | exhausted).all().item<bool>();
-    if (finished) {
+    // is finished.
+    if (finished.all().item<bool>()) {
       break;
     }
   }

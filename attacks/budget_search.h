@@ -21,6 +21,7 @@ class BudgetSearch : public MinimalAttack {
       const Classifier& model,
       const torch::Tensor& x,
       const torch::Tensor& c,
+      RandomStreams& streams,
       torch::Tensor& gradients) const override;
 
  private:

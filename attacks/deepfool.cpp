@@ -37,6 +37,7 @@ torch::Tensor DeepFool::search(
     const Classifier& model,
     const torch::Tensor& x,
     const torch::Tensor& c,
+    RandomStreams& /*streams*/,
     torch::Tensor& gradients) const {
   const Box box = model.spec().domain;
   const Norm p = norm();

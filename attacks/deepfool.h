@@ -20,6 +20,7 @@ class DeepFool : public MinimalAttack {
       const Classifier& model,
       const torch::Tensor& x,
       const torch::Tensor& c,
+      RandomStreams& streams,
       torch::Tensor& gradients) const override;
 
  private:

@@ -62,7 +62,7 @@ std::string Pgd::name() const {
       norm_name(norm()),
       options_.steps,
       options_.rel_stepsize,
-      options_.random_start ? 1 : 0);
+      options_.random_start ? "true" : "false");
 }
 
 torch::Tensor Pgd::perturb(
@@ -70,6 +70,7 @@ torch::Tensor Pgd::perturb(
     const torch::Tensor& x,
     const torch::Tensor& c,
     const torch::Tensor& epsilon,
+    RandomStreams& streams,
     torch::Tensor& gradients) const {
   const Box box = model.spec().domain;
   const Norm p = norm();
@@ -78,7 +79,7 @@ torch::Tensor Pgd::perturb(
   auto step = radius * options_.rel_stepsize;
   auto z = x.detach();
   if (options_.random_start) {
-    z = sample_ball(x, epsilon, p, /*draws=*/1).select(1, 0).clamp(box.lo, box.hi);
+    z = sample_ball(x, epsilon, p, /*draws=*/1, streams).select(1, 0).clamp(box.lo, box.hi);
   }
   // A row that is misclassified keeps its point from then on (its logits,
   // and so its success, stay the same), so each row ends at its first

@@ -31,6 +31,7 @@ class Pgd : public FixedBudgetAttack {
       const torch::Tensor& x,
       const torch::Tensor& c,
       const torch::Tensor& epsilon,
+      RandomStreams& streams,
       torch::Tensor& gradients) const override;
 
  private:

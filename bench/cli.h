@@ -33,5 +33,7 @@ int run_data(const Args& args);
 int run_train(const Args& args);
 int run_attack(const Args& args);
 int run_bound(const Args& args);
+int run_run(const Args& args);
+int run_compare(const Args& args);
 
 }  // namespace bb::cli

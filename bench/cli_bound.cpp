@@ -1,266 +1,142 @@
 // boundbench bound: runs one lower bound on the first test images of a data
-// set and prints the median bound and its cost; with --attack, also a
-// minimal-distortion attack on the same samples, and the tightness
-// bound / attack distortion. --out writes one JSON object per sample.
-#include <cmath>
+// set (through the harness's runner) and prints the median bound and its
+// cost; with --attack, also minimal-distortion attacks on the same samples,
+// and the tightness bound / smallest attack distortion. --out writes one
+// JSON object per sample and method (harness/records.h).
 #include <iostream>
-#include <limits>
+#include <set>
 
 #include <torch/torch.h>
 
-#include "attacks/attack.h"
-#include "bench/cli.h"
-#include "bounds/bound.h"
+#include "bench/cli_single.h"
 #include "bounds/sources.h"
 #include "core/error.h"
-#include "core/io.h"
-#include "core/progress.h"
-#include "core/runtime.h"
-#include "datasets/dataset.h"
 #include "models/zoo.h"
 
 namespace bb::cli {
-namespace {
-
-nlohmann::json number_or_null(double v) {
-  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
-}
-
-// The median of a float64 tensor as NumPy reads it (mean of the two middle
-// values for an even count); NaN when empty.
-double median_of(const torch::Tensor& v) {
-  if (v.numel() == 0) {
-    return std::numeric_limits<double>::quiet_NaN();
-  }
-  auto sorted = std::get<0>(v.to(torch::kFloat64).flatten().sort());
-  const int64_t n = sorted.numel();
-  return (sorted[(n - 1) / 2].item<double>() + sorted[n / 2].item<double>()) / 2;
-}
-
-}  // namespace
 
 int run_bound(const Args& args) {
   namespace po = boost::program_options;
-  std::string model_name;
-  std::string dataset;
+  SingleRun single;
   std::string bound_name;
-  std::string attack_name;
-  std::string norm_text;
-  std::string device_name;
-  std::string data_dir;
-  std::string out;
-  std::string seed_text;
-  int64_t samples = 0;
-  int64_t batch = 0;
+  std::string attack_list;
   po::options_description options("boundbench bound");
+  add_single_options(options, single, 20);
   options.add_options()
-      ("model", po::value(&model_name)->required(),
-       fmt::format("zoo model ({}) or TorchScript file (with --dataset)", zoo_models_help()).c_str())
-      ("dataset", po::value(&dataset), "data set (default: the zoo model's own)")
-      ("bound", po::value(&bound_name)->required(),
-       fmt::format("{}", fmt::join(bound_names(), ", ")).c_str())
-      ("norm", po::value(&norm_text)->required(), "1, 2 or inf")
-      ("attack", po::value(&attack_name),
+      ("bound", po::value(&bound_name)->required(), fmt::format("{}", fmt::join(bound_names(), ", ")).c_str())
+      ("attack", po::value(&attack_list),
        "also run these minimal-distortion attacks (fgsm, pgd, deepfool; comma-separated) on the same "
-       "samples: tightness = bound / smallest distortion found")
-      ("samples", po::value(&samples)->default_value(20), "first test images to bound")
-      ("batch", po::value(&batch)->default_value(20), "images per batch")
-      ("seed", po::value(&seed_text)->default_value("0"), "random seed, 0 to 2^64 - 1")
-      ("device", po::value(&device_name)->default_value("cpu"), "cpu, cuda or cuda:N")
-      ("data-dir", po::value(&data_dir), fmt::format("data folder (default: {})", data_dir_help()).c_str())
-      ("out", po::value(&out), "write one JSON object per sample to this file");
-  BoundOptions bound_options;
-  po::options_description method_options("method options (the keys the method's name prints)");
-  std::vector<std::pair<std::string, std::string>> given;
-  for (const auto& field : option_fields(bound_options)) {
-    method_options.add_options()(
-        field.key.c_str(),
-        po::value<std::string>()->value_name(option_text(bound_options, field.key)),
-        field.help.c_str());
-  }
-  options.add(method_options);
+       "samples: tightness = bound / smallest distortion found");
+  options.add(method_options_description());
   po::variables_map values;
   if (!parse(args, options, values,
              "usage: boundbench bound --model NAME --bound NAME --norm P [--attack NAME] [--samples N]")) {
     return 0;
   }
-  for (const auto& field : option_fields(bound_options)) {
-    if (values.count(field.key)) {
-      set_option(bound_options, field.key, values[field.key].as<std::string>());
-    }
-  }
-  const Norm p = parse_norm(norm_text);
-  auto bound = make_bound(bound_name, p, bound_options);
-  std::vector<std::unique_ptr<MinimalAttack>> attacks;
-  std::vector<std::string> attack_methods;
-  for (size_t from = 0; !attack_name.empty() && from <= attack_name.size();) {
-    const size_t comma = std::min(attack_name.find(',', from), attack_name.size());
-    attacks.push_back(make_attack(attack_name.substr(from, comma - from), p));
-    attack_methods.push_back(attacks.back()->name());
+  MethodOptions method_options;
+  read_method_options(values, method_options);
+  const Norm p = parse_norm(single.norm);
+  const auto bounds = bound_names();
+  BB_CHECK(
+      std::find(bounds.begin(), bounds.end(), bound_name) != bounds.end(),
+      "--bound: unknown bound '{}' (valid: {})",
+      bound_name,
+      fmt::join(bounds, ", "));
+  std::vector<std::string> methods{bound_name};
+  for (size_t from = 0; !attack_list.empty() && from <= attack_list.size();) {
+    const size_t comma = std::min(attack_list.find(',', from), attack_list.size());
+    const std::string attack = attack_list.substr(from, comma - from);
+    BB_CHECK(
+        is_attack(attack),
+        "--attack: unknown attack '{}' (valid: {})",
+        attack,
+        fmt::join(attack_names(), ", "));
+    methods.push_back(attack);
     from = comma + 1;
   }
-  const bool attack = !attacks.empty();
-  BB_CHECK(samples > 0, "--samples: must be positive, got {}", samples);
-  BB_CHECK(batch > 0, "--batch: must be positive, got {}", batch);
-  const uint64_t seed = parse_seed(seed_text);
-  if (!out.empty()) {
-    check_output_path(out, "--out");
-  }
-  const torch::Device device = parse_device(device_name);
-  seed_all(seed);
-  Model model = load_model(model_name, dataset, device);
-  bound->check(model);
-  if (dataset.empty()) {
-    BB_CHECK(!model.metadata.empty(), "--dataset is required with a TorchScript model");
-    dataset = model.metadata.at("dataset").get<std::string>();
-  }
-  const std::string folder = data_dir.empty() ? default_data_dir() : data_dir;
-  const Dataset data = load_dataset(dataset, "test", folder);
-  BB_CHECK(
-      samples <= data.images.size(0),
-      "--samples {}: the {} test split has {} images",
-      samples,
-      dataset,
-      data.images.size(0));
-  // Theorem 1's sampled search over D also starts from training images.
-  BoundContext context;
-  context.seed = seed;
-  if (bound_name == "theorem1-sampled" && bound_options.sampled.domain_starts > 0) {
-    const Dataset train = load_dataset(dataset, "train", folder);
-    context.starts = train.images.slice(0, 0, bound_options.sampled.domain_starts).to(device);
-  }
-  const std::string method = bound->name();
-  const std::string images = fmt::format("{} test images", dataset);
-  if (piecewise_linear(model) && method.find("sampled(") != std::string::npos &&
-      bound_options.sampled.ascent_steps > 0) {
-    std::cout << fmt::format(
-        "note: {} is piecewise linear (ReLU): its gradient is piecewise constant, so the sampled "
-        "maximum uses draws only (no gradient ascent)\n",
-        model.source);
-  }
-
-  std::vector<nlohmann::json> rows;
-  std::vector<double> bound_values;
-  std::vector<double> tightness;
-  int64_t above = 0;
-  int64_t rejected = 0;
-  double bound_seconds = 0;
-  double attack_seconds = 0;  // all attacks together
-  int64_t gradients = 0;
-  Progress progress(method, samples);
-  for (int64_t start = 0; start < samples; start += batch) {
-    const int64_t end = std::min(samples, start + batch);
-    auto x = data.images.slice(0, start, end).to(device);
-    auto c = model.classifier.checked_logits(x, images, start).argmax(1);
-    context.index = torch::arange(start, end, torch::kInt64).to(device);
-    BoundResult result;
-    // The reference: the smallest distortion any attack reached.
-    torch::Tensor success;
-    torch::Tensor distance;
+  const std::string method = make_method(bound_name, p, method_options)->name();
+  if (method.find("sampled(") != std::string::npos && method_options.bound.sampled.ascent_steps > 0) {
+    // Say so before the run: on a ReLU network the ascent has nothing to climb.
     try {
-      result = bound->run(model, x, c, context);
-      for (const auto& one : attacks) {
-        AttackResult broken = one->run(model.classifier, x, c);
-        attack_seconds += broken.seconds;
-        auto found = torch::where(broken.success, broken.distance, torch::full_like(broken.distance, INFINITY)).cpu();
-        distance = distance.defined() ? torch::minimum(distance, found) : found;
+      if (piecewise_linear(load_model(single.model, single.dataset, torch::kCPU))) {
+        std::cout << fmt::format(
+            "note: {} is piecewise linear (ReLU): its gradient is piecewise constant, so the sampled "
+            "maximum uses draws only (no gradient ascent)\n",
+            single.model);
       }
-      if (attack) {
-        success = torch::isfinite(distance);
-      }
-    } catch (const NonFiniteLogits& e) {
-      throw e.renumbered(start, fmt::format("{} on {}", method, images));
+    } catch (const Error&) {
+      // The run names what is wrong with the model.
     }
-    bound_seconds += result.seconds;
-    const int64_t n = end - start;
-    auto value = result.value.cpu();
-    auto target = result.target.cpu();
-    auto grad_norm = result.grad_norm.cpu();
-    auto radius = result.radius.cpu();
-    auto spent = result.gradients.cpu();
-    auto predicted = c.cpu();
-    auto rejected_fit = result.fit_rejected.defined() ? result.fit_rejected.cpu() : torch::Tensor();
-    for (int64_t i = 0; i < n; ++i) {
-      const double v = value[i].item<double>();
-      bound_values.push_back(v);
-      gradients += spent[i].item<int64_t>();
-      nlohmann::json row{
-          {"sample", start + i},
-          {"label", data.labels[start + i].item<int64_t>()},
-          {"predicted", predicted[i].item<int64_t>()},
-          {"model", model.source},
-          {"model_sha256", model.sha256},
-          {"method", method},
-          {"bound", bound_name},
-          {"kind", "bound"},
-          {"norm", norm_name(p)},
-          {"seed", seed},
-          {"certified", result.certified},
-          {"value", number_or_null(v)},
-          {"target", target[i].item<int64_t>()},
-          {"grad_norm", number_or_null(grad_norm[i].item<double>())},
-          {"radius", number_or_null(radius[i].item<double>())},
-          {"gradients", spent[i].item<int64_t>()},
-          {"seconds", result.seconds / static_cast<double>(n)},
-      };
-      if (rejected_fit.defined()) {
-        const bool r = rejected_fit[i].item<bool>();
-        row["fit_rejected"] = r;
-        rejected += r ? 1 : 0;
-      }
-      if (attack) {
-        const bool ok = success[i].item<bool>();
-        row["attacks"] = attack_methods;
-        row["attack_success"] = ok;
-        row["attack_distance"] = ok ? nlohmann::json(distance[i].item<double>()) : nlohmann::json();
-        if (ok) {
-          const double t = v / distance[i].item<double>();
-          row["tightness"] = number_or_null(t);
-          tightness.push_back(t);
-          above += t > 1 ? 1 : 0;
-        }
-      }
-      rows.push_back(std::move(row));
-    }
-    progress.advance(n);
   }
-  progress.finish();
-
-  const auto as_tensor = [](const std::vector<double>& v) {
-    return torch::tensor(v, torch::kFloat64);
-  };
+  const RunOutcome outcome = run_single(single, methods, method_options);
+  const auto& rows = outcome.summary.rows;
+  const SummaryRow* bound = nullptr;
+  std::vector<const SummaryRow*> attacks;
+  for (const auto& row : rows) {
+    if (row.method == bound_name) {
+      bound = &row;
+    } else {
+      attacks.push_back(&row);
+    }
+  }
+  BB_ASSERT(bound != nullptr, "the bound returned no records");
+  double seconds = 0;
+  double attack_seconds = 0;
+  int64_t rejected = 0;
+  bool has_fit = false;
+  for (const auto& r : outcome.records) {
+    const double s = r.at("seconds").get<double>();
+    if (r.at("method") == bound_name) {
+      seconds += s;
+      if (r.contains("fit_rejected")) {
+        has_fit = true;
+        rejected += r.at("fit_rejected").get<bool>() ? 1 : 0;
+      }
+    } else {
+      attack_seconds += s;
+    }
+  }
+  const double n = static_cast<double>(bound->samples);
   std::cout << fmt::format(
       "{} on {} ({} {} test images)\n"
       "  {} bound, {}: median {:.4g}\n"
       "  {:.1f} gradient evaluations per sample, {:.3f} s per sample ({:.1f} s)\n",
-      method, model.source, samples, dataset,
-      bound->certified() ? "certified" : "estimated", norm_name(p), median_of(as_tensor(bound_values)),
-      static_cast<double>(gradients) / static_cast<double>(samples),
-      bound_seconds / static_cast<double>(samples), bound_seconds);
-  if (!rows.empty() && rows.front().contains("fit_rejected")) {
+      bound->name, bound->model, bound->samples, outcome.records.front().at("dataset").get<std::string>(),
+      bound->certified ? "certified" : "estimated", norm_name(p), bound->median_value,
+      bound->gradients_per_sample, seconds / n, seconds);
+  if (has_fit) {
     std::cout << fmt::format(
-        "  extreme-value fit rejected (largest sample used) for {} of {} samples\n", rejected, samples);
+        "  extreme-value fit rejected (largest sample used) for {} of {} samples\n", rejected, bound->samples);
   }
-  if (attack) {
+  if (!attacks.empty()) {
+    std::vector<std::string> names;
+    int64_t broken = 0;
+    std::set<int64_t> samples;
+    for (const auto& r : outcome.records) {
+      if (r.at("kind") == "attack" && r.value("success", false)) {
+        samples.insert(r.at("sample").get<int64_t>());
+      }
+    }
+    broken = static_cast<int64_t>(samples.size());
+    for (const auto* a : attacks) {
+      names.push_back(a->name);
+    }
     std::cout << fmt::format(
         "  against {} ({:.1f} s): broke {} of {}; median tightness bound/distortion {:.4g}; "
         "{} bounds above the smallest distortion: {}\n",
-        fmt::join(attack_methods, " and "), attack_seconds, tightness.size(), samples, median_of(as_tensor(tightness)),
-        bound->certified() ? "certified" : "estimated", above);
+        fmt::join(names, " and "), attack_seconds, broken, bound->samples, bound->median_tightness,
+        bound->certified ? "certified" : "estimated", bound->violations);
   }
-  if (!out.empty()) {
-    std::string lines;
-    for (const auto& row : rows) {
-      lines += row.dump() + "\n";
-    }
-    write_atomically(out, lines);
-  }
+  write_out(single.out, outcome.records);
   // A certified bound above a distortion an attack reached is a bug, never a
   // tolerance: fail after writing everything.
-  if (attack && bound->certified() && above > 0) {
-    std::cerr << fmt::format(
-        "boundbench bound: {} certified bounds lie above an attack's distortion: a soundness bug\n",
-        above);
+  if (!outcome.summary.violations.empty()) {
+    for (const auto& v : outcome.summary.violations) {
+      std::cerr << fmt::format(
+          "boundbench bound: certified bound above an attack: sample {} {}: bound {:.6g} > smallest attack "
+          "distortion {:.6g} (a soundness bug)\n",
+          v.sample, v.method, v.bound, v.reference);
+    }
     return 1;
   }
   return 0;

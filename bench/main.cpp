@@ -30,6 +30,10 @@ const std::vector<Command>& commands() {
        bb::cli::run_attack},
       {"bound", "run one lower bound on test images: median bound, cost, tightness against an attack",
        bb::cli::run_bound},
+      {"run", "run a suite: every method on the same samples, records, summary table (configs/*.ini)",
+       bb::cli::run_run},
+      {"compare", "compare two runs' summaries: tightness, violations, distortion, time",
+       bb::cli::run_compare},
   };
   return table;
 }

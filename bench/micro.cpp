@@ -99,7 +99,8 @@ void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
     }
     bb::Stopwatch watch(s.model->classifier.device());
     auto gradients = torch::zeros({s.x.size(0)}, s.c.options());
-    auto z = pgd.perturb(s.model->classifier, s.x, s.c, eps, gradients);
+    auto streams = bb::attack_streams(pgd.name(), {}, s.x.size(0), s.x.device());
+    auto z = pgd.perturb(s.model->classifier, s.x, s.c, eps, streams, gradients);
     benchmark::DoNotOptimize(z.data_ptr());
     const double t = watch.seconds() / options.steps;
     step += t;
@@ -109,7 +110,8 @@ void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
   // Rows misclassified at the end: PGD stops moving them at their first
   // success, so this says how much of the batch the step kernel still moved.
   auto gradients = torch::zeros({s.x.size(0)}, s.c.options());
-  auto z = pgd.perturb(s.model->classifier, s.x, s.c, eps, gradients);
+  auto streams = bb::attack_streams(pgd.name(), {}, s.x.size(0), s.x.device());
+  auto z = pgd.perturb(s.model->classifier, s.x, s.c, eps, streams, gradients);
   state.counters["adversarial"] =
       (s.model->classifier.predict(z) != s.c).to(torch::kFloat64).mean().item<double>();
 }
@@ -161,7 +163,8 @@ void bm_deepfool_iteration(benchmark::State& state, Setup s, bb::Norm p) {
     k_gradients += batched.seconds();
     bb::Stopwatch watch(s.model->classifier.device());
     auto gradients = torch::zeros({s.x.size(0)}, s.c.options());
-    auto z = deepfool.search(s.model->classifier, s.x, s.c, gradients);
+    auto streams = bb::attack_streams(deepfool.name(), {}, s.x.size(0), s.x.device());
+    auto z = deepfool.search(s.model->classifier, s.x, s.c, streams, gradients);
     benchmark::DoNotOptimize(z.data_ptr());
     const double t = watch.seconds();
     iteration += t;

@@ -34,21 +34,21 @@ std::vector<OptionField> option_fields(BoundOptions& o) {
 
 namespace {
 
-OptionField find_field(BoundOptions& options, const std::string& key) {
+const OptionField& find_field(const std::vector<OptionField>& fields, const std::string& key) {
   std::vector<std::string> keys;
-  for (auto& field : option_fields(options)) {
+  for (const auto& field : fields) {
     if (field.key == key) {
       return field;
     }
     keys.push_back(field.key);
   }
-  throw Error(fmt::format("unknown bound option '{}' (valid: {})", key, fmt::join(keys, ", ")));
+  throw Error(fmt::format("unknown option '{}' (valid: {})", key, fmt::join(keys, ", ")));
 }
 
 }  // namespace
 
-void set_option(BoundOptions& options, const std::string& key, const std::string& text) {
-  OptionField field = find_field(options, key);
+void set_field(const std::vector<OptionField>& fields, const std::string& key, const std::string& text) {
+  const OptionField& field = find_field(fields, key);
   auto bad = [&](const char* expected) {
     return Error(fmt::format("--{}: expected {}, got '{}'", key, expected, text));
   };
@@ -84,15 +84,9 @@ void set_option(BoundOptions& options, const std::string& key, const std::string
         }
       },
       field.value);
-  if (key == "lipschitz.radius" && !(std::isfinite(options.lipschitz.radius) && options.lipschitz.radius > 0)) {
-    options.lipschitz.radius = 0;  // back to the default
-    throw Error(fmt::format("--lipschitz.radius: must be positive and finite, got {}", text));
-  }
 }
 
-std::string option_text(const BoundOptions& options, const std::string& key) {
-  BoundOptions copy = options;
-  OptionField field = find_field(copy, key);
+std::string field_text(const std::vector<OptionField>& fields, const std::string& key) {
   return std::visit(
       [](auto* value) -> std::string {
         using T = std::remove_pointer_t<decltype(value)>;
@@ -102,7 +96,28 @@ std::string option_text(const BoundOptions& options, const std::string& key) {
           return fmt::format("{}", *value);
         }
       },
-      field.value);
+      find_field(fields, key).value);
+}
+
+void set_option(BoundOptions& options, const std::string& key, const std::string& text) {
+  try {
+    set_field(option_fields(options), key, text);
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind("unknown option", 0) == 0) {
+      throw Error("unknown bound option" + what.substr(std::string("unknown option").size()));
+    }
+    throw;
+  }
+  if (key == "lipschitz.radius" && !(std::isfinite(options.lipschitz.radius) && options.lipschitz.radius > 0)) {
+    options.lipschitz.radius = 0;  // back to the default
+    throw Error(fmt::format("--lipschitz.radius: must be positive and finite, got {}", text));
+  }
+}
+
+std::string option_text(const BoundOptions& options, const std::string& key) {
+  BoundOptions copy = options;
+  return field_text(option_fields(copy), key);
 }
 
 std::string describe_options(const BoundOptions& options, const std::vector<std::string>& keys) {

@@ -79,6 +79,11 @@ struct OptionField {
   std::variant<int*, double*, bool*, std::string*> value;
 };
 std::vector<OptionField> option_fields(BoundOptions& options);
+// Sets / reads the field `key` of a table as text (any option table: the
+// harness adds the attacks' keys). An unknown key lists every valid one; a
+// value that does not parse as the field's type names the key.
+void set_field(const std::vector<OptionField>& fields, const std::string& key, const std::string& text);
+std::string field_text(const std::vector<OptionField>& fields, const std::string& key);
 // Sets `key` from text; an unknown key or a bad value is a bb::Error naming it.
 void set_option(BoundOptions& options, const std::string& key, const std::string& text);
 // The value of `key` as text ("50", "0.001", "true", "all").

@@ -22,11 +22,12 @@ done
 # LibTorch (about 4x faster linear layers); its OpenMP build, which
 # BoundBench's programs load through their RPATH (see CMakeLists.txt), shares
 # LibTorch's OpenMP threads instead of spinning threads of its own;
-# python3-torch exports the TorchScript test models; dataset-fashion-mnist is
-# the third data set.
+# python3-torch exports the TorchScript test models; python3-matplotlib draws
+# the figures (scripts/plot_results.py); dataset-fashion-mnist is the third
+# data set.
 packages=(
   build-essential cmake ninja-build ccache git curl ca-certificates
-  libtorch-dev libopenblas0-pthread libopenblas0-openmp python3-torch
+  libtorch-dev libopenblas0-pthread libopenblas0-openmp python3-torch python3-matplotlib
   libboost-program-options-dev libfmt-dev nlohmann-json3-dev libpng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist

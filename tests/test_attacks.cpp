@@ -143,7 +143,8 @@ TEST(Pgd, IteratesStayInsideBallAndBox) {
       options.rel_stepsize = 0.7;  // large steps that leave the ball unless projected
       ExposedPgd pgd(p, options);
       auto gradients = torch::zeros({10}, torch::kInt64);
-      auto z = pgd.perturb(model, x, c, eps, gradients);
+      auto streams = attack_streams(pgd.name(), {}, x.size(0), x.device());
+      auto z = pgd.perturb(model, x, c, eps, streams, gradients);
       auto distance = lp_norm(z - x, p);
       EXPECT_LE(distance.max().item<double>(), 1e-3 * (1 + 1e-9)) << norm_name(p) << " step " << steps;
       EXPECT_GE(z.min().item<double>(), 0.0);

@@ -204,7 +204,7 @@ fi
 # A real run writes one JSON object per sample; a failed run keeps what was there.
 out="$work/run.jsonl"
 if "$bin" attack --model mnist-mlp-relu --attack fgsm --norm inf --eps 0.2 --samples 12 --batch 5 --out "$out" > /dev/null \
-   && [ "$(wc -l < "$out")" -eq 12 ] && grep -q '"method":"fgsm-Linf"' "$out"; then
+   && [ "$(wc -l < "$out")" -eq 12 ] && grep -q '"method":"fgsm"' "$out" && grep -q '"name":"fgsm-Linf"' "$out"; then
   pass "attack --out wrote 12 records"
 else
   fail "attack --out did not write 12 records"

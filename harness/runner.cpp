@@ -1,0 +1,513 @@
+#include "harness/runner.h"
+
+#include <dlfcn.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <torch/torch.h>
+
+#include "core/classifier.h"
+#include "core/error.h"
+#include "core/io.h"
+#include "core/progress.h"
+#include "core/runtime.h"
+#include "datasets/dataset.h"
+#include "models/zoo.h"
+
+namespace bb {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string local_time(const char* format) {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char text[64];
+  std::strftime(text, sizeof text, format, &tm);
+  return text;
+}
+
+std::string now_iso() {
+  return local_time("%Y-%m-%dT%H:%M:%S%z");
+}
+
+// The first line a shell command prints; "" when it fails.
+std::string command_output(const std::string& command) {
+  std::string out;
+  if (FILE* pipe = ::popen(command.c_str(), "r")) {
+    char buffer[256];
+    while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) {
+      out += buffer;
+    }
+    if (::pclose(pipe) != 0) {
+      return "";
+    }
+  }
+  return out.substr(0, out.find('\n'));
+}
+
+// BLAS as LibTorch reports it, and OpenBLAS's own configuration line when
+// OpenBLAS is the library loaded (threads model, kernel).
+nlohmann::json blas_info() {
+  nlohmann::json info = nlohmann::json::object();
+  const std::string config = at::show_config();
+  for (const char* key : {"BLAS_INFO=", "LAPACK_INFO="}) {
+    const size_t at = config.find(key);
+    if (at != std::string::npos) {
+      const size_t begin = at + std::strlen(key);
+      const size_t end = config.find_first_of(", \n", begin);
+      std::string name(key);
+      name.pop_back();
+      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+      info[name] = config.substr(begin, end - begin);
+    }
+  }
+  using GetConfig = const char* (*)();
+  if (auto get = reinterpret_cast<GetConfig>(::dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
+    info["openblas"] = get();
+  }
+  return info;
+}
+
+nlohmann::json environment() {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  const std::string source = BOUNDBENCH_SOURCE_DIR;
+  const std::string revision = command_output("git -C '" + source + "' rev-parse HEAD 2>/dev/null");
+  const std::string dirty = revision.empty()
+      ? "" : command_output("git -C '" + source + "' status --porcelain --untracked-files=no 2>/dev/null | head -1");
+  return {
+      {"boundbench", BOUNDBENCH_VERSION},
+      {"git_revision", revision.empty() ? nlohmann::json() : nlohmann::json(revision)},
+      {"git_dirty", !dirty.empty()},
+      {"libtorch", torch_version()},
+      {"blas", blas_info()},
+      {"threads", at::get_num_threads()},
+      {"host", host},
+  };
+}
+
+struct Selected {
+  torch::Tensor index;      // int64 [N] CPU: places in the test split
+  torch::Tensor predicted;  // int64 [N] CPU
+};
+
+// The first `count` test images (selection "first"), or the first `count`
+// the model classifies correctly. Every chunk's logits are checked for NaN.
+Selected select_samples(
+    const Model& model,
+    const Dataset& data,
+    int64_t count,
+    const std::string& selection,
+    torch::Device device) {
+  const std::string what = fmt::format("{} test images", data.info.name);
+  const int64_t total = data.images.size(0);
+  std::vector<torch::Tensor> index;
+  std::vector<torch::Tensor> predicted;
+  int64_t found = 0;
+  constexpr int64_t kChunk = 1000;
+  for (int64_t start = 0; start < total && found < count; start += kChunk) {
+    const int64_t end = std::min(total, selection == "first" ? std::min(count, start + kChunk) : start + kChunk);
+    auto x = data.images.slice(0, start, end).to(device);
+    auto c = model.classifier.checked_logits(x, what, start).argmax(1).cpu();
+    auto rows = torch::arange(start, end, torch::kInt64);
+    if (selection == "correct") {
+      auto keep = (c == data.labels.slice(0, start, end)).nonzero().squeeze(1);
+      rows = rows.index_select(0, keep);
+      c = c.index_select(0, keep);
+    }
+    const int64_t take = std::min(count - found, rows.size(0));
+    index.push_back(rows.slice(0, 0, take));
+    predicted.push_back(c.slice(0, 0, take));
+    found += take;
+  }
+  BB_CHECK(
+      selection == "correct" || count <= total,
+      "--samples {}: the {} test split has {} images",
+      count,
+      data.info.name,
+      total);
+  BB_CHECK(
+      found == count,
+      "--samples {}: {} has only {} {} in the {} test split",
+      count,
+      model.source,
+      found,
+      selection == "correct" ? "correctly classified images" : "images",
+      data.info.name);
+  return {torch::cat(index), torch::cat(predicted)};
+}
+
+// The keys on which two configurations differ, with both values.
+std::vector<std::string> differing_keys(const nlohmann::json& a, const nlohmann::json& b, const std::string& prefix = "") {
+  std::vector<std::string> out;
+  std::set<std::string> keys;
+  for (const auto& [k, v] : a.items()) {
+    keys.insert(k);
+  }
+  for (const auto& [k, v] : b.items()) {
+    keys.insert(k);
+  }
+  for (const auto& key : keys) {
+    const auto va = a.contains(key) ? a.at(key) : nlohmann::json();
+    const auto vb = b.contains(key) ? b.at(key) : nlohmann::json();
+    if (va.is_object() && vb.is_object()) {
+      for (auto& d : differing_keys(va, vb, prefix + key + ".")) {
+        out.push_back(d);
+      }
+    } else if (va != vb) {
+      out.push_back(fmt::format("{}{} ({} there, {} here)", prefix, key, va.dump(), vb.dump()));
+    }
+  }
+  return out;
+}
+
+void write_json(const fs::path& path, const nlohmann::json& value) {
+  write_atomically(path.string(), value.dump(2) + "\n");
+}
+
+// The run folder: created (with its parents under a default "runs/"), or an
+// existing empty folder; with --resume, an earlier run's folder.
+void prepare_folder(const RunOptions& options) {
+  BB_CHECK(!options.out.empty(), "--out: no run folder given");
+  const fs::path dir(options.out);
+  std::error_code error;
+  const auto status = fs::status(dir, error);
+  if (options.resume) {
+    BB_CHECK(fs::is_directory(status), "--resume {}: no such run folder", options.out);
+    BB_CHECK(
+        fs::exists(dir / "run.json"),
+        "--resume {}: not a run folder (no run.json there)",
+        options.out);
+  } else if (fs::exists(status)) {
+    BB_CHECK(fs::is_directory(status), "--out {}: exists and is not a folder", options.out);
+    BB_CHECK(
+        fs::is_empty(dir, error),
+        "--out {}: the folder is not empty (use --resume {} to continue the run there, or another --out)",
+        options.out,
+        options.out);
+  } else {
+    const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
+    BB_CHECK(
+        fs::is_directory(parent, error),
+        "--out {}: folder {} does not exist",
+        options.out,
+        parent.string());
+    BB_CHECK(
+        fs::create_directory(dir, error),
+        "--out {}: cannot create the folder ({})",
+        options.out,
+        error.message());
+  }
+  // Writable: every file of the run goes here.
+  check_output_path((dir / "run.json").string(), options.resume ? "--resume" : "--out");
+}
+
+}  // namespace
+
+nlohmann::json config_json(const RunConfig& config) {
+  std::vector<std::string> norms;
+  for (Norm p : config.norms) {
+    norms.push_back(norm_name(p));
+  }
+  nlohmann::json options = nlohmann::json::object();
+  MethodOptions copy = config.options;
+  for (const auto& field : option_fields(copy)) {
+    options[field.key] = option_text(config.options, field.key);
+  }
+  return {
+      {"models", config.models},
+      {"dataset", config.dataset},
+      {"norms", norms},
+      {"methods", config.methods},
+      {"options", options},
+      {"samples", config.samples},
+      {"selection", config.selection},
+      {"seed", config.seed},
+      {"device", config.device},
+  };
+}
+
+void validate(const RunConfig& config) {
+  BB_CHECK(!config.models.empty(), "--models: no model given");
+  BB_CHECK(!config.norms.empty(), "--norms: no norm given");
+  BB_CHECK(!config.methods.empty(), "--methods: no method given");
+  for (const auto& method : config.methods) {
+    const auto names = method_names();
+    BB_CHECK(
+        std::find(names.begin(), names.end(), method) != names.end(),
+        "--methods: unknown method '{}' (valid: {})",
+        method,
+        fmt::join(names, ", "));
+  }
+  for (size_t i = 0; i < config.methods.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      BB_CHECK(config.methods[i] != config.methods[j], "--methods: '{}' is listed twice", config.methods[i]);
+    }
+  }
+  for (size_t i = 0; i < config.models.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      BB_CHECK(config.models[i] != config.models[j], "--models: '{}' is listed twice", config.models[i]);
+    }
+  }
+  BB_CHECK(config.samples > 0, "--samples: must be positive, got {}", config.samples);
+  BB_CHECK(config.batch > 0, "--batch: must be positive, got {}", config.batch);
+  BB_CHECK(
+      config.selection == "correct" || config.selection == "first",
+      "--selection: unknown '{}' (valid: correct, first)",
+      config.selection);
+  validate(config.options);
+  for (Norm p : config.norms) {
+    for (const auto& method : config.methods) {
+      make_method(method, p, config.options, config.fixed_epsilon);  // a norm a bound does not support is named here
+    }
+  }
+}
+
+std::string default_run_folder(const std::string& parent) {
+  std::error_code error;
+  fs::create_directories(parent, error);
+  BB_CHECK(!error, "--out: cannot create the folder {} ({})", parent, error.message());
+  const std::string stamp = local_time("%Y-%m-%dT%H-%M-%S");
+  for (int n = 0;; ++n) {
+    const fs::path candidate = fs::path(parent) / (n == 0 ? stamp : fmt::format("{}-{}", stamp, n));
+    if (!fs::exists(candidate)) {
+      return candidate.string();
+    }
+  }
+}
+
+RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
+  validate(config);
+  const torch::Device device = parse_device(config.device);
+  const bool folder = !options.out.empty();
+  const std::string data_dir = config.data_dir.empty() ? default_data_dir() : config.data_dir;
+  // Every model and its test split, before any folder is made or work done:
+  // an unknown name, a bad checkpoint or a missing data set refuses the run.
+  std::vector<Model> models;
+  std::vector<std::string> datasets;
+  std::map<std::string, Dataset> test_sets;
+  for (const auto& model_name : config.models) {
+    models.push_back(load_model(model_name, config.dataset, device));
+    std::string dataset = config.dataset;
+    if (dataset.empty()) {
+      BB_CHECK(!models.back().metadata.empty(), "--dataset is required with a TorchScript model ({})", model_name);
+      dataset = models.back().metadata.at("dataset").get<std::string>();
+    }
+    datasets.push_back(dataset);
+    if (!test_sets.count(dataset)) {
+      test_sets.emplace(dataset, load_dataset(dataset, "test", data_dir));
+    }
+  }
+  if (folder) {
+    prepare_folder(options);
+  }
+  const fs::path dir(options.out);
+  const fs::path records_path = dir / "samples.jsonl";
+  const nlohmann::json configuration = config_json(config);
+
+  // run.json: written before any work; on resume, the configuration must match.
+  nlohmann::json run;
+  std::set<std::tuple<std::string, std::string, std::string, int64_t>> done;
+  if (options.resume) {
+    std::ifstream in(dir / "run.json");
+    run = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    BB_CHECK(
+        run.is_object() && run.contains("config"),
+        "--resume {}: run.json is damaged (no configuration)",
+        options.out);
+    const auto differences = differing_keys(run.at("config"), configuration);
+    BB_CHECK(
+        differences.empty(),
+        "--resume {}: that run has another configuration: {}",
+        options.out,
+        fmt::join(differences, "; "));
+    if (fs::exists(records_path)) {
+      size_t complete = 0;
+      for (const auto& r : read_records(records_path.string(), &complete)) {
+        done.insert({r.value("model", ""), r.value("norm", ""), r.value("method", ""), r.value("sample", int64_t{-1})});
+      }
+      // Drop a torn last line (killed while appending).
+      if (fs::file_size(records_path) != complete) {
+        fs::resize_file(records_path, complete);
+      }
+    }
+    run["resumed"].push_back({{"at", now_iso()}, {"command_line", options.command_line}, {"records_before", done.size()}});
+    run.erase("finished");
+  } else {
+    run = {
+        {"config", configuration},
+        {"command_line", options.command_line},
+        {"started", now_iso()},
+        {"environment", environment()},
+        {"models", nlohmann::json::object()},
+        {"skipped", nlohmann::json::array()},
+    };
+  }
+  run["environment"]["batch"] = config.batch;
+  RunOutcome outcome;
+  std::unique_ptr<RecordWriter> writer;
+  if (folder) {
+    write_json(dir / "run.json", run);
+    writer = std::make_unique<RecordWriter>(records_path.string());
+  }
+  const int64_t units = static_cast<int64_t>(config.models.size() * config.norms.size() * config.methods.size()) *
+      config.samples;
+  Progress progress(folder ? "run" : config.methods.front(), units, !options.quiet);
+  int64_t units_done = 0;  // including the skipped and the already finished
+  int64_t units_shown = 0;
+
+  for (size_t m = 0; m < config.models.size(); ++m) {
+    const std::string& model_name = config.models[m];
+    const Model& model = models[m];
+    const std::string& dataset = datasets[m];
+    auto& recorded = run["models"][model_name];
+    if (!recorded.is_null()) {
+      BB_CHECK(
+          recorded.value("sha256", "") == model.sha256,
+          "--resume {}: model {} has changed since the run started (sha256 {} then, {} now)",
+          options.out,
+          model_name,
+          recorded.value("sha256", ""),
+          model.sha256);
+    }
+    recorded = {{"sha256", model.sha256}, {"dataset", dataset}, {"source", model.source}};
+    const Dataset& data = test_sets.at(dataset);
+    const Selected selected = select_samples(model, data, config.samples, config.selection, device);
+    torch::Tensor starts;
+    const std::string images = fmt::format("{} test images", dataset);
+
+    for (Norm p : config.norms) {
+      std::vector<std::unique_ptr<Method>> methods;
+      for (const auto& name : config.methods) {
+        auto method = make_method(name, p, config.options, config.fixed_epsilon);
+        try {
+          method->check(model);
+        } catch (const Error& e) {
+          nlohmann::json note{{"model", model_name}, {"norm", norm_name(p)}, {"method", name}, {"reason", e.what()}};
+          if (std::find(run["skipped"].begin(), run["skipped"].end(), note) == run["skipped"].end()) {
+            run["skipped"].push_back(note);
+          }
+          if (!folder) {
+            throw;  // one method asked for by name: its refusal is the answer
+          }
+          if (!options.quiet) {
+            std::cerr << fmt::format("skipped {} on {} ({}): {}\n", name, model_name, norm_name(p), e.what());
+          }
+          units_done += config.samples;
+          continue;
+        }
+        if (method->wants_starts() && !starts.defined()) {
+          const Dataset train = load_dataset(dataset, "train", data_dir);
+          starts = train.images.slice(0, 0, config.options.bound.sampled.domain_starts).to(device);
+        }
+        methods.push_back(std::move(method));
+      }
+      if (folder) {
+        write_json(dir / "run.json", run);
+      }
+      for (int64_t start = 0; start < config.samples; start += config.batch) {
+        const int64_t end = std::min(config.samples, start + config.batch);
+        auto index = selected.index.slice(0, start, end);
+        auto predicted = selected.predicted.slice(0, start, end);
+        for (const auto& method : methods) {
+          // The samples of this batch that this method has not finished yet.
+          // The whole batch runs again (its records for the finished ones
+          // are dropped), so that a resumed run computes on the same batches
+          // as an uninterrupted one and gives the same records, bit for bit.
+          std::vector<int64_t> rows;
+          for (int64_t i = 0; i < end - start; ++i) {
+            if (!done.count({model_name, norm_name(p), method->key(), index[i].item<int64_t>()})) {
+              rows.push_back(i);
+            }
+          }
+          units_done += (end - start) - static_cast<int64_t>(rows.size());
+          if (rows.empty()) {
+            continue;
+          }
+          auto idx = index;
+          auto c = predicted;
+          auto x = data.images.index_select(0, idx).to(device);
+          MethodContext context{config.seed, idx.to(device), starts};
+          MethodBatch batch;
+          try {
+            batch = method->run(model, x, c.to(device), context);
+          } catch (const NonFiniteLogits& e) {
+            const int64_t at = idx[e.sample()].item<int64_t>();
+            throw e.renumbered(at - e.sample(), fmt::format("{} on {}", method->name(), images));
+          }
+          const int64_t n = idx.size(0);
+          std::vector<nlohmann::json> records;
+          for (int64_t i : rows) {
+            const int64_t sample = idx[i].item<int64_t>();
+            const bool success = batch.success[i].item<bool>();
+            const double value = batch.value[i].item<double>();
+            nlohmann::json record{
+                {"model", model_name},
+                {"model_sha256", model.sha256},
+                {"dataset", dataset},
+                {"norm", norm_name(p)},
+                {"sample", sample},
+                {"label", data.labels[sample].item<int64_t>()},
+                {"predicted", c[i].item<int64_t>()},
+                {"method", method->key()},
+                {"name", method->name()},
+                {"kind", kind_name(method->kind())},
+                {"certified", method->certified()},
+                {"success", success},
+                {"value", success && std::isfinite(value) ? nlohmann::json(value) : nlohmann::json()},
+                {"seconds", std::round(batch.seconds / static_cast<double>(n) * 1e6) / 1e6},
+                {"gradients", batch.gradients[i].item<int64_t>()},
+                {"seed", config.seed},
+            };
+            record.update(batch.extra.at(i));
+            records.push_back(std::move(record));
+          }
+          if (writer) {
+            writer->append(records);
+          } else {
+            outcome.records.insert(outcome.records.end(), records.begin(), records.end());
+          }
+          outcome.records_written += static_cast<int64_t>(rows.size());
+          units_done += static_cast<int64_t>(rows.size());
+          progress.advance(units_done - units_shown, fmt::format("{} {} {}", model_name, norm_name(p), method->key()));
+          units_shown = units_done;
+        }
+      }
+    }
+  }
+  progress.finish();
+
+  if (folder) {
+    outcome.records = read_records(records_path.string());
+  }
+  outcome.records_total = static_cast<int64_t>(outcome.records.size());
+  outcome.summary = summarise(outcome.records);
+  if (!folder) {
+    return outcome;
+  }
+  run["finished"] = now_iso();
+  run["records"] = outcome.records.size();
+  run["certified_violations"] = outcome.summary.violations.size();
+  write_atomically({{(dir / "summary.csv").string(), summary_csv(outcome.summary)},
+                    {(dir / "run.json").string(), run.dump(2) + "\n"}});
+  return outcome;
+}
+
+}  // namespace bb
