@@ -95,7 +95,7 @@ int run_run(const Args& args) {
        "configuration file (configs/*.ini); without it, the quick suite (--print-config shows it)")
       ("out", po::value<std::string>(), "run folder to create (default: a new runs/<time> folder)")
       ("resume", po::value<std::string>(), "continue the run in this folder (same configuration)")
-      ("batch", po::value<int64_t>()->default_value(20), "samples per batch (results do not depend on it)")
+      ("batch", po::value<int64_t>()->default_value(20), "samples per batch (results do not depend on it, up to float rounding)")
       ("data-dir", po::value<std::string>(), fmt::format("data folder (default: {})", data_dir_help()).c_str())
       ("quiet", po::bool_switch(), "no progress and no table")
       ("print-config", po::bool_switch(), "print the configuration in effect and exit");

@@ -1,7 +1,10 @@
 // Micro-benchmarks (Google Benchmark 1.7.1): the cost of attack steps as a
 // ratio to the physical limit on the same batch, one forward plus backward
-// pass of the model. Each iteration times the step and, paired with it, the
-// baseline, so the ratio stays meaningful on a loaded machine.
+// pass of the model, and of whole attack runs as a ratio to the gradient
+// evaluations they make. Each iteration times the step or run and, paired
+// with it, the baseline, so the ratio stays meaningful on a loaded machine.
+// The attacks come from the public registries (attacks/attack.h) and are
+// timed through their public run, as the command line runs them.
 //
 //   build/boundbench_micro [--models a,b] [--batch 100] [--device cpu]
 //                          [--benchmark_out=results/micro.json --benchmark_out_format=json]
@@ -12,8 +15,8 @@
 #include <boost/program_options.hpp>
 #include <torch/torch.h>
 
-#include "attacks/deepfool.h"
-#include "attacks/pgd.h"
+#include "attacks/attack.h"
+#include "attacks/pgd.h"  // margin_loss_gradient and Pgd's options, for the step kernel alone
 #include "bounds/bound.h"
 #include "bounds/interval_jacobian.h"
 #include "bounds/preactivation.h"
@@ -23,19 +26,6 @@
 #include "models/zoo.h"
 
 namespace {
-
-// The protected steps, exposed for timing.
-class TimedPgd : public bb::Pgd {
- public:
-  using bb::Pgd::Pgd;
-  using bb::Pgd::perturb;
-};
-
-class TimedDeepFool : public bb::DeepFool {
- public:
-  using bb::DeepFool::DeepFool;
-  using bb::DeepFool::search;
-};
 
 struct Setup {
   std::shared_ptr<bb::Model> model;
@@ -81,39 +71,39 @@ void bm_forward_backward(benchmark::State& state, Setup s) {
 }
 
 // One step of PGD with its default options (40 steps, random start on),
-// timed as a whole default run divided by its steps, so that the random
-// start and the bookkeeping weigh in as they do in a real run.
+// timed as a whole default run from the registry (make_fixed_budget_attack,
+// the public run) divided by its steps, so that the random start and the
+// bookkeeping weigh in as they do in a real run. The run also projects its
+// result once more and re-checks misclassification (one forward pass): less
+// than 1/40 of the cost, spread over the steps here. The time is the run's
+// own (AttackResult::seconds, device synchronised; input validation aside).
 constexpr int kBaselineSamples = 4;
 
 void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
-  const bb::PgdOptions options;
-  TimedPgd pgd(p, options);
+  const bb::AttackOptions options;
+  const auto pgd = bb::make_fixed_budget_attack("pgd", p, options);
   auto eps = torch::full({s.x.size(0)}, pgd_budget(p), s.x.options());
   double step = 0;
   double baseline = 0;
+  double adversarial = 0;
   for (auto _ : state) {
     // The run is 40 steps: several baseline samples per run keep the paired
     // ratio from resting on one noisy forward+backward pass.
     for (int k = 0; k < kBaselineSamples; ++k) {
       baseline += forward_backward(s) / kBaselineSamples;
     }
-    bb::Stopwatch watch(s.model->classifier.device());
-    auto gradients = torch::zeros({s.x.size(0)}, s.c.options());
-    auto streams = bb::attack_streams(pgd.name(), {}, s.x.size(0), s.x.device());
-    auto z = pgd.perturb(s.model->classifier, s.x, s.c, eps, streams, gradients);
-    benchmark::DoNotOptimize(z.data_ptr());
-    const double t = watch.seconds() / options.steps;
+    auto result = pgd->run(s.model->classifier, s.x, s.c, eps);
+    benchmark::DoNotOptimize(result.x_adv.data_ptr());
+    const double t = result.seconds / options.pgd.steps;
     step += t;
     state.SetIterationTime(t);
+    // Rows misclassified at the end (the run's re-check): PGD stops moving
+    // them at their first success, so this says how much of the batch the
+    // step kernel still moved. The same every iteration (fixed streams).
+    adversarial = result.success.to(torch::kFloat64).mean().item<double>();
   }
   state.counters["ratio_to_fwd_bwd"] = step / baseline;
-  // Rows misclassified at the end: PGD stops moving them at their first
-  // success, so this says how much of the batch the step kernel still moved.
-  auto gradients = torch::zeros({s.x.size(0)}, s.c.options());
-  auto streams = bb::attack_streams(pgd.name(), {}, s.x.size(0), s.x.device());
-  auto z = pgd.perturb(s.model->classifier, s.x, s.c, eps, streams, gradients);
-  state.counters["adversarial"] =
-      (s.model->classifier.predict(z) != s.c).to(torch::kFloat64).mean().item<double>();
+  state.counters["adversarial"] = adversarial;
 }
 
 // The fused step kernel alone (ascent_step after the backward pass), with
@@ -146,32 +136,62 @@ void bm_step_kernel(benchmark::State& state, Setup s, bb::Norm p, std::string is
   state.counters["ratio_to_fwd_bwd"] = kernel / baseline;
 }
 
-void bm_deepfool_iteration(benchmark::State& state, Setup s, bb::Norm p) {
-  bb::DeepFoolOptions options;
-  options.max_iterations = 1;
-  TimedDeepFool deepfool(p, options, bb::RefineOptions{});
+// A whole DeepFool run from the registry (make_attack, the public run; all
+// classes as candidates, no refinement) against the gradient evaluations it
+// made, computed batched: t_k, the k - 1 class margin gradients of the whole
+// batch in one margin_gradients call (paired, every iteration), scaled by the
+// run's gradient evaluations G (result.gradients) over the N (k - 1) of one
+// full-batch iteration. The ratio is what the run adds to its gradients: the
+// forward pass per iteration that checks which samples are still classified
+// c, the step itself, the gathers and scatters of the samples still active
+// (later iterations run on fewer of them, less efficiently batched), and the
+// final re-check and distances. `iterations` is G / (N (k - 1)), the mean per
+// sample; `batch_iterations`, the most any sample took, is how often the loop
+// ran, each time with a forward pass of the whole batch: where a few samples
+// need many more iterations than the rest, those forward passes, not counted
+// in G, push the ratio up. A single iteration can no longer be timed alone
+// (the registry gives whole runs only), so these figures are not comparable
+// with the old deepfool_iteration ones.
+void bm_deepfool_run(benchmark::State& state, Setup s, bb::Norm p) {
+  bb::AttackOptions options;
+  options.deepfool.candidates = 0;  // all classes
+  options.refine.steps = 0;
+  const auto deepfool = bb::make_attack("deepfool", p, options);
+  const int64_t n = s.x.size(0);
   const int64_t k = s.model->classifier.num_classes();
-  auto targets = torch::arange(k, s.c.options()).expand({s.x.size(0), k});
-  double iteration = 0;
+  auto targets = torch::arange(k, s.c.options()).expand({n, k});
+  double run = 0;
+  double gradient_time = 0;  // t_k G / (N (k - 1)), summed over iterations
   double baseline = 0;
   double k_gradients = 0;
+  double gradients = 0;
+  double batch_iterations = 0;
   for (auto _ : state) {
-    baseline += forward_backward(s);
-    bb::Stopwatch batched(s.model->classifier.device());
-    auto mg = s.model->classifier.margin_gradients(s.x, s.c, targets.narrow(1, 0, k - 1));
-    benchmark::DoNotOptimize(mg.grads.data_ptr());
-    k_gradients += batched.seconds();
-    bb::Stopwatch watch(s.model->classifier.device());
-    auto gradients = torch::zeros({s.x.size(0)}, s.c.options());
-    auto streams = bb::attack_streams(deepfool.name(), {}, s.x.size(0), s.x.device());
-    auto z = deepfool.search(s.model->classifier, s.x, s.c, streams, gradients);
-    benchmark::DoNotOptimize(z.data_ptr());
-    const double t = watch.seconds();
-    iteration += t;
-    state.SetIterationTime(t);
+    // A run is several batched iterations' worth of gradients: t_k (each
+    // sample paired with a forward+backward pass) is sampled several times
+    // per run, as PGD's baseline is, so the ratio does not rest on one noisy
+    // measurement.
+    double t_k = 0;
+    for (int i = 0; i < kBaselineSamples; ++i) {
+      baseline += forward_backward(s) / kBaselineSamples;
+      bb::Stopwatch batched(s.model->classifier.device());
+      auto mg = s.model->classifier.margin_gradients(s.x, s.c, targets.narrow(1, 0, k - 1));
+      benchmark::DoNotOptimize(mg.grads.data_ptr());
+      t_k += batched.seconds() / kBaselineSamples;
+    }
+    k_gradients += t_k;
+    auto result = deepfool->run(s.model->classifier, s.x, s.c);
+    benchmark::DoNotOptimize(result.x_adv.data_ptr());
+    gradients = static_cast<double>(result.gradients.sum().item<int64_t>());
+    batch_iterations = static_cast<double>(result.gradients.max().item<int64_t>()) / static_cast<double>(k - 1);
+    gradient_time += t_k * gradients / static_cast<double>(n * (k - 1));
+    run += result.seconds;
+    state.SetIterationTime(result.seconds);
   }
-  state.counters["ratio_to_fwd_bwd"] = iteration / baseline;
-  state.counters["ratio_to_k_gradients"] = iteration / k_gradients;
+  state.counters["ratio_to_gradients"] = run / gradient_time;
+  state.counters["gradients_per_sample"] = gradients / static_cast<double>(n);
+  state.counters["iterations"] = gradients / static_cast<double>(n * (k - 1));
+  state.counters["batch_iterations"] = batch_iterations;
   state.counters["k_gradients_to_fwd_bwd"] = k_gradients / baseline;
 }
 
@@ -347,8 +367,7 @@ int main(int argc, char** argv) {
         }
       }
       for (bb::Norm p : bb::all_norms()) {
-        reg(fmt::format("deepfool_iteration/{}/{}/batch:{}", name, bb::norm_name(p), batch),
-            bm_deepfool_iteration, p);
+        reg(fmt::format("deepfool_run/{}/{}/batch:{}", name, bb::norm_name(p), batch), bm_deepfool_run, p);
       }
       for (bb::Norm p : {bb::Norm::L2, bb::Norm::Linf}) {
         // CLEVER: 10 batches of 128; sampled (ReLU: no ascent): the centre
