@@ -33,7 +33,7 @@ Architecture make(
     arch.augment = true;
     arch.softplus_beta = activation == Activation::Softplus ? 10.0 : 1.0;
   } else {
-    arch.epochs = family == "mlp" ? 12 : 8;
+    arch.epochs = family == "cnn" ? 8 : 12;
     arch.batch_size = 128;
     arch.learning_rate = 1e-3;
   }
@@ -77,6 +77,11 @@ const std::vector<Architecture>& architectures() {
   static const std::vector<Architecture> table{
       make("mnist", "mlp", Activation::ReLU),
       make("mnist", "mlp", Activation::Softplus),
+      // One hidden layer: Hein & Andriushchenko's closed form (hein-one-layer)
+      // applies to it.
+      make("mnist", "mlp1", Activation::Softplus),
+      // Small enough for an exact mixed-integer ground truth.
+      make("mnist", "mlp-small", Activation::ReLU),
       make("mnist", "cnn", Activation::ReLU),
       make("mnist", "cnn", Activation::Softplus),
       make("cifar10", "cnn", Activation::ReLU),
@@ -108,14 +113,22 @@ torch::nn::Sequential build_network(const Architecture& arch, bool for_training)
   auto mean = torch::tensor(arch.mean, torch::kFloat32);
   auto stddev = torch::tensor(arch.stddev, torch::kFloat32);
   net->push_back(ChannelAffine(1 / stddev, -mean / stddev));
-  if (arch.family == "mlp") {
-    const int64_t inputs = channels * info.shape[1] * info.shape[2];
+  if (arch.family.rfind("mlp", 0) == 0) {
+    // mlp: 512-512; mlp1: one hidden layer of 1024; mlp-small: 32-32.
+    std::vector<int64_t> hidden{512, 512};
+    if (arch.family == "mlp1") {
+      hidden = {1024};
+    } else if (arch.family == "mlp-small") {
+      hidden = {32, 32};
+    }
+    int64_t width = channels * info.shape[1] * info.shape[2];
     net->push_back(torch::nn::Flatten());
-    net->push_back(torch::nn::Linear(inputs, 512));
-    add_activation(net, arch);
-    net->push_back(torch::nn::Linear(512, 512));
-    add_activation(net, arch);
-    net->push_back(torch::nn::Linear(512, classes));
+    for (int64_t next : hidden) {
+      net->push_back(torch::nn::Linear(width, next));
+      add_activation(net, arch);
+      width = next;
+    }
+    net->push_back(torch::nn::Linear(width, classes));
   } else if (arch.dataset != "cifar10") {
     // 28x28 -> 14x14 -> 7x7 by strided convolutions (no pooling, so the
     // softplus network stays continuously differentiable).

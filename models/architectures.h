@@ -16,7 +16,7 @@ enum class Activation { ReLU, Softplus };
 struct Architecture {
   std::string name;      // "mnist-mlp-relu"
   std::string dataset;   // whose input shape and classes it takes
-  std::string family;    // "mlp" or "cnn"
+  std::string family;    // "mlp" (512-512), "mlp1" (1024), "mlp-small" (32-32) or "cnn"
   Activation activation;
   // Softplus sharpness: log(1 + exp(beta x)) / beta. The CIFAR-10 network
   // uses beta 10 (after batch norm, pre-activations are of order 1, and at

@@ -5,8 +5,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${BOUNDBENCH_BIN:-$root/build/boundbench}
-models=(mnist-mlp-relu mnist-mlp-softplus mnist-cnn-relu mnist-cnn-softplus
-        cifar10-cnn-relu cifar10-cnn-softplus)
+models=(mnist-mlp-relu mnist-mlp-softplus mnist-mlp1-softplus mnist-mlp-small-relu
+        mnist-cnn-relu mnist-cnn-softplus cifar10-cnn-relu cifar10-cnn-softplus)
 if [ $# -gt 0 ]; then
   models=("$@")
 fi

@@ -232,8 +232,8 @@ check "successful runs leave no temporary files" only_files "$work/runs" s.jsonl
 # --help: required options marked, the zoo's models, the data folder and the
 # environment variables.
 help=$("$bin" attack --help | tr -s ' \n' ' ')  # one line: wrapping aside
-for want in "--model arg (required)" "mnist-mlp-relu, mnist-mlp-softplus" "BOUNDBENCH_ZOO_DIR" \
-            "BOUNDBENCH_DATA_DIR" "default: $data" "--eps arg " "--out arg "; do
+for want in "--model arg (required)" "mnist-mlp-relu, mnist-mlp-small-relu, mnist-mlp-softplus, mnist-mlp1-softplus" \
+            "BOUNDBENCH_ZOO_DIR" "BOUNDBENCH_DATA_DIR" "default: $data" "--eps arg " "--out arg "; do
   case "$help" in
     *"$want"*) pass "attack --help shows '$want'" ;;
     *) fail "attack --help lacks '$want'" ;;
