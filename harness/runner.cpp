@@ -394,6 +394,8 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
     const std::string images = fmt::format("{} test images", dataset);
 
     for (Norm p : config.norms) {
+      Stopwatch block(device);
+      const int64_t written_before = outcome.records_written;
       std::vector<std::unique_ptr<Method>> methods;
       for (const auto& name : config.methods) {
         auto method = make_method(name, p, config.options, config.fixed_epsilon);
@@ -489,6 +491,12 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
           progress.advance(units_done - units_shown, fmt::format("{} {} {}", model_name, norm_name(p), method->key()));
           units_shown = units_done;
         }
+      }
+      // Without a terminal (a log, a batch job): one plain line per model and norm.
+      if (folder && !options.quiet && !Progress::enabled()) {
+        std::cerr << fmt::format(
+            "{} {}: {} records in {:.1f} s ({} of {} samples x methods done)\n", model_name, norm_name(p),
+            outcome.records_written - written_before, block.seconds(), units_done, units);
       }
     }
   }

@@ -258,9 +258,9 @@ TEST(Runner, RecordsDoNotDependOnTheBatch) {
   RunConfig config = zoo_config();
   config.methods = {"deepfool", "pgd", "lipschitz-sampled"};
   config.norms = {Norm::L2};
-  config.samples = 4;
+  config.samples = 8;
   std::vector<std::map<std::string, nlohmann::json>> runs;
-  for (int64_t batch : {1, 3, 4}) {
+  for (int64_t batch : {1, 7, 20}) {  // 20: the default
     config.batch = batch;
     runs.push_back(by_key(run_suite(config, RunOptions{}).records));
   }
