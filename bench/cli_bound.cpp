@@ -9,9 +9,7 @@
 #include <torch/torch.h>
 
 #include "bench/cli_single.h"
-#include "bounds/sources.h"
 #include "core/error.h"
-#include "models/zoo.h"
 
 namespace bb::cli {
 
@@ -53,20 +51,6 @@ int run_bound(const Args& args) {
         fmt::join(attack_names(), ", "));
     methods.push_back(attack);
     from = comma + 1;
-  }
-  const std::string method = make_method(bound_name, p, method_options)->name();
-  if (method.find("sampled(") != std::string::npos && method_options.bound.sampled.ascent_steps > 0) {
-    // Say so before the run: on a ReLU network the ascent has nothing to climb.
-    try {
-      if (piecewise_linear(load_model(single.model, single.dataset, torch::kCPU))) {
-        std::cout << fmt::format(
-            "note: {} is piecewise linear (ReLU): its gradient is piecewise constant, so the sampled "
-            "maximum uses draws only (no gradient ascent)\n",
-            single.model);
-      }
-    } catch (const Error&) {
-      // The run names what is wrong with the model.
-    }
   }
   const RunOutcome outcome = run_single(single, methods, method_options);
   const auto& rows = outcome.summary.rows;

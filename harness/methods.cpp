@@ -105,11 +105,16 @@ nlohmann::json finite_or_null(double v) {
   return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
 }
 
+// An attack: the minimal-distortion form, or (fixed_budget_ set) a
+// fixed-budget attack at one budget, whose value is the distortion of the
+// example it found (<= epsilon). NaN where it failed.
 class AttackMethod : public Method {
  public:
   AttackMethod(const std::string& key, std::unique_ptr<MinimalAttack> attack)
-      : Method(key), attack_(std::move(attack)) {}
-  std::string name() const override { return attack_->name(); }
+      : Method(key), minimal_(std::move(attack)) {}
+  AttackMethod(const std::string& key, std::unique_ptr<FixedBudgetAttack> attack, double epsilon)
+      : Method(key), fixed_budget_(std::move(attack)), epsilon_(epsilon) {}
+  std::string name() const override { return fixed_budget_ ? fixed_budget_->name() : minimal_->name(); }
   MethodKind kind() const override { return MethodKind::Attack; }
   bool certified() const override { return false; }
   MethodBatch run(
@@ -117,49 +122,24 @@ class AttackMethod : public Method {
       const torch::Tensor& x,
       const torch::Tensor& c,
       const MethodContext& context) const override {
-    AttackContext attack_context{context.seed, context.index};
-    AttackResult r = attack_->run(model.classifier, x, c, attack_context);
+    const AttackContext attack_context{context.seed, context.index};
+    const AttackResult r = fixed_budget_
+        ? fixed_budget_->run(model.classifier, x, c, torch::tensor(epsilon_, torch::kFloat64), attack_context)
+        : minimal_->run(model.classifier, x, c, attack_context);
     MethodBatch batch;
     batch.success = r.success.cpu();
     batch.value = r.distance.cpu();
     batch.gradients = r.gradients.cpu();
     batch.seconds = r.seconds;
-    batch.extra.assign(x.size(0), nlohmann::json::object());
+    batch.extra.assign(
+        x.size(0), fixed_budget_ ? nlohmann::json{{"epsilon", epsilon_}} : nlohmann::json::object());
     return batch;
   }
 
  private:
-  std::unique_ptr<MinimalAttack> attack_;
-};
-
-// A fixed-budget attack at one budget: the value is the distortion of the
-// example it found (<= epsilon), NaN where it failed.
-class FixedBudgetMethod : public Method {
- public:
-  FixedBudgetMethod(const std::string& key, std::unique_ptr<FixedBudgetAttack> attack, double epsilon)
-      : Method(key), attack_(std::move(attack)), epsilon_(epsilon) {}
-  std::string name() const override { return attack_->name(); }
-  MethodKind kind() const override { return MethodKind::Attack; }
-  bool certified() const override { return false; }
-  MethodBatch run(
-      const Model& model,
-      const torch::Tensor& x,
-      const torch::Tensor& c,
-      const MethodContext& context) const override {
-    AttackContext attack_context{context.seed, context.index};
-    AttackResult r = attack_->run(model.classifier, x, c, torch::tensor(epsilon_, torch::kFloat64), attack_context);
-    MethodBatch batch;
-    batch.success = r.success.cpu();
-    batch.value = r.distance.cpu();
-    batch.gradients = r.gradients.cpu();
-    batch.seconds = r.seconds;
-    batch.extra.assign(x.size(0), nlohmann::json{{"epsilon", epsilon_}});
-    return batch;
-  }
-
- private:
-  std::unique_ptr<FixedBudgetAttack> attack_;
-  double epsilon_;
+  std::unique_ptr<MinimalAttack> minimal_;
+  std::unique_ptr<FixedBudgetAttack> fixed_budget_;
+  double epsilon_ = 0;
 };
 
 class BoundMethod : public Method {
@@ -234,7 +214,7 @@ std::unique_ptr<Method> make_method(
       fmt::join(names, ", "));
   validate(options);
   if (is_attack(name) && fixed_epsilon > 0) {
-    return std::make_unique<FixedBudgetMethod>(name, make_fixed_budget_attack(name, p, options.attack), fixed_epsilon);
+    return std::make_unique<AttackMethod>(name, make_fixed_budget_attack(name, p, options.attack), fixed_epsilon);
   }
   if (is_attack(name)) {
     return std::make_unique<AttackMethod>(name, make_attack(name, p, options.attack));

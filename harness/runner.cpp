@@ -21,6 +21,7 @@
 #include <ATen/Version.h>
 #include <torch/torch.h>
 
+#include "bounds/sources.h"
 #include "core/classifier.h"
 #include "core/error.h"
 #include "core/io.h"
@@ -391,6 +392,7 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
     const Dataset& data = test_sets.at(dataset);
     const Selected selected = select_samples(model, data, config.samples, config.selection, device);
     torch::Tensor starts;
+    bool noted_draws_only = false;
     const std::string images = fmt::format("{} test images", dataset);
 
     for (Norm p : config.norms) {
@@ -415,6 +417,16 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
           units_done += config.samples;
           continue;
         }
+        // On a ReLU network the gradient is piecewise constant: the sampled
+        // maximum has nothing to climb, and says so once per model.
+        if (!options.quiet && !noted_draws_only && config.options.bound.sampled.ascent_steps > 0 &&
+            method->name().find("sampled(") != std::string::npos && piecewise_linear(model)) {
+          noted_draws_only = true;
+          std::cerr << fmt::format(
+              "note: {} is piecewise linear (ReLU): its gradient is piecewise constant, so the sampled "
+              "maximum uses draws only (no gradient ascent)\n",
+              model_name);
+        }
         if (method->wants_starts() && !starts.defined()) {
           const Dataset train = load_dataset(dataset, "train", data_dir);
           starts = train.images.slice(0, 0, config.options.bound.sampled.domain_starts).to(device);
@@ -426,8 +438,15 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
       }
       for (int64_t start = 0; start < config.samples; start += config.batch) {
         const int64_t end = std::min(config.samples, start + config.batch);
-        auto index = selected.index.slice(0, start, end);
-        auto predicted = selected.predicted.slice(0, start, end);
+        const auto index = selected.index.slice(0, start, end);
+        const auto predicted = selected.predicted.slice(0, start, end);
+        const auto index_of = index.accessor<int64_t, 1>();
+        const auto predicted_of = predicted.accessor<int64_t, 1>();
+        const auto label_of = data.labels.accessor<int64_t, 1>();
+        // The batch on the device, made once for all its methods (when one needs it).
+        torch::Tensor x;
+        MethodContext context{config.seed, {}, starts};
+        torch::Tensor c;
         for (const auto& method : methods) {
           // The samples of this batch that this method has not finished yet.
           // The whole batch runs again (its records for the finished ones
@@ -435,7 +454,7 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
           // as an uninterrupted one and gives the same records, bit for bit.
           std::vector<int64_t> rows;
           for (int64_t i = 0; i < end - start; ++i) {
-            if (!done.count({model_name, norm_name(p), method->key(), index[i].item<int64_t>()})) {
+            if (!done.count({model_name, norm_name(p), method->key(), index_of[i]})) {
               rows.push_back(i);
             }
           }
@@ -443,31 +462,34 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
           if (rows.empty()) {
             continue;
           }
-          auto idx = index;
-          auto c = predicted;
-          auto x = data.images.index_select(0, idx).to(device);
-          MethodContext context{config.seed, idx.to(device), starts};
+          if (!x.defined()) {
+            x = data.images.index_select(0, index).to(device);
+            context.index = index.to(device);
+            c = predicted.to(device);
+          }
           MethodBatch batch;
           try {
-            batch = method->run(model, x, c.to(device), context);
+            batch = method->run(model, x, c, context);
           } catch (const NonFiniteLogits& e) {
-            const int64_t at = idx[e.sample()].item<int64_t>();
-            throw e.renumbered(at - e.sample(), fmt::format("{} on {}", method->name(), images));
+            throw e.renumbered(index_of[e.sample()] - e.sample(), fmt::format("{} on {}", method->name(), images));
           }
-          const int64_t n = idx.size(0);
+          const int64_t n = end - start;
+          const auto success_of = batch.success.accessor<bool, 1>();
+          const auto value_of = batch.value.accessor<double, 1>();
+          const auto gradients_of = batch.gradients.accessor<int64_t, 1>();
           std::vector<nlohmann::json> records;
           for (int64_t i : rows) {
-            const int64_t sample = idx[i].item<int64_t>();
-            const bool success = batch.success[i].item<bool>();
-            const double value = batch.value[i].item<double>();
+            const int64_t sample = index_of[i];
+            const bool success = success_of[i];
+            const double value = value_of[i];
             nlohmann::json record{
                 {"model", model_name},
                 {"model_sha256", model.sha256},
                 {"dataset", dataset},
                 {"norm", norm_name(p)},
                 {"sample", sample},
-                {"label", data.labels[sample].item<int64_t>()},
-                {"predicted", c[i].item<int64_t>()},
+                {"label", label_of[sample]},
+                {"predicted", predicted_of[i]},
                 {"method", method->key()},
                 {"name", method->name()},
                 {"kind", kind_name(method->kind())},
@@ -475,7 +497,7 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
                 {"success", success},
                 {"value", success && std::isfinite(value) ? nlohmann::json(value) : nlohmann::json()},
                 {"seconds", std::round(batch.seconds / static_cast<double>(n) * 1e6) / 1e6},
-                {"gradients", batch.gradients[i].item<int64_t>()},
+                {"gradients", gradients_of[i]},
                 {"seed", config.seed},
             };
             record.update(batch.extra.at(i));
