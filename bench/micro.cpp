@@ -266,7 +266,7 @@ void bm_interval_jacobian(benchmark::State& state, Setup s, bb::Norm p, int64_t 
     baseline += batched.seconds();
     bb::Stopwatch watch(s.model->classifier.device());
     auto bound = bb::interval_jacobian_norm(
-        layers, bounds, c, targets, bb::dual(p), /*sign_aware=*/true, s.model->classifier.spec().shape);
+        layers, bounds, c, targets, bb::dual(p), bb::JacobianRelaxation::Linear, s.model->classifier.spec().shape);
     benchmark::DoNotOptimize(bound.data_ptr());
     const double t = watch.seconds();
     spent += t;

@@ -136,7 +136,8 @@ torch::Tensor functional_upper(
     const Weights& weights,
     const std::vector<std::vector<int64_t>>& shapes,
     const std::map<int64_t, ActivationState>& states,
-    const torch::Tensor& delta) {
+    const torch::Tensor& delta,
+    bool linear) {
   const int64_t n = v.size(0);
   const int64_t m = v.size(1);
   const int64_t f = v.size(2);
@@ -181,10 +182,19 @@ torch::Tensor functional_upper(
                 positive, torch::max(vdl, vdu),
                 torch::where(negative, torch::min(vdl, vdu), zeros)));
         auto unknown = ~(exact | positive | negative);
-        auto worst = torch::max(
-            torch::max(vdl * lo, vdl * hi), torch::max(vdu * lo, vdu * hi));
-        constant += torch::where(unknown, worst, zeros).reshape({n, m, f, -1}).sum(3);
-        v = merged;
+        if (linear) {
+          // v s' gamma <= v e gamma + |v| (b - a) chord(gamma) (see the header).
+          auto chord = hi / (hi - lo);  // the relu chord's slope; NaN only where known
+          auto spread = v.abs() * (du - dl);
+          auto coefficient = torch::where(v >= 0, vdl, vdu) + spread * chord;
+          constant += torch::where(unknown, -spread * chord * lo, zeros).reshape({n, m, f, -1}).sum(3);
+          v = torch::where(unknown, coefficient, merged);
+        } else {
+          auto worst = torch::max(
+              torch::max(vdl * lo, vdl * hi), torch::max(vdu * lo, vdu * hi));
+          constant += torch::where(unknown, worst, zeros).reshape({n, m, f, -1}).sum(3);
+          v = merged;
+        }
         break;
       }
     }
@@ -199,7 +209,8 @@ torch::Tensor functional_upper_chunked(
     const Weights& weights,
     const std::vector<std::vector<int64_t>>& shapes,
     const std::map<int64_t, ActivationState>& states,
-    const torch::Tensor& delta) {
+    const torch::Tensor& delta,
+    bool linear) {
   int64_t widest = 1;
   for (const auto& shape : shapes) {
     widest = std::max(widest, numel_of(shape));
@@ -209,12 +220,34 @@ torch::Tensor functional_upper_chunked(
   std::vector<torch::Tensor> parts;
   for (int64_t start = 0; start < v.size(2); start += chunk) {
     const int64_t length = std::min(chunk, v.size(2) - start);
-    parts.push_back(functional_upper(v.narrow(2, start, length), layers, weights, shapes, states, delta));
+    parts.push_back(
+        functional_upper(v.narrow(2, start, length), layers, weights, shapes, states, delta, linear));
   }
   return torch::cat(parts, 2);
 }
 
 }  // namespace
+
+const char* relaxation_name(JacobianRelaxation relaxation) {
+  switch (relaxation) {
+    case JacobianRelaxation::Interval:
+      return "interval";
+    case JacobianRelaxation::SignAware:
+      return "recurjac";
+    case JacobianRelaxation::Linear:
+      return "linear";
+  }
+  return "?";
+}
+
+JacobianRelaxation parse_relaxation(const std::string& text, const std::string& key) {
+  for (auto r : {JacobianRelaxation::Interval, JacobianRelaxation::SignAware, JacobianRelaxation::Linear}) {
+    if (text == relaxation_name(r)) {
+      return r;
+    }
+  }
+  throw Error(fmt::format("{}: '{}' is not one of interval, recurjac, linear", key, text));
+}
 
 std::pair<torch::Tensor, torch::Tensor> derivative_interval(
     const Layer& activation,
@@ -260,9 +293,11 @@ torch::Tensor interval_jacobian_norm(
     const torch::Tensor& c,
     const torch::Tensor& targets,
     Norm q,
-    bool sign_aware,
+    JacobianRelaxation relaxation,
     const std::vector<int64_t>& input_shape) {
   BB_CHECK(!layers.empty(), "interval Jacobian: empty layer chain");
+  const bool sign_aware = relaxation != JacobianRelaxation::Interval;
+  const bool linear = relaxation == JacobianRelaxation::Linear;
   BB_CHECK(
       bounds.layer.size() == bounds.lower.size() && bounds.layer.size() == bounds.upper.size(),
       "interval Jacobian: pre-activation bounds with {} layers, {} lower and {} upper tensors",
@@ -439,18 +474,32 @@ torch::Tensor interval_jacobian_norm(
     auto wrong = torch::where(known, zeros, torch::min(-lo, hi));
     auto weight = q == Norm::L1 ? sign : sign * magnitude;
     auto v = torch::stack({torch::where(known, weight, zeros), weight}, 2);  // [N, m, 2, d]
-    auto merged = functional_upper_chunked(as_input(v), layers, weights, shapes, states, delta)
-                      .clamp_min(0);
+    if (linear) {
+      // (B) with the chords of |gamma_k| and gamma_k^2 (see the header).
+      auto straddles = ~known;
+      auto slope = q == Norm::L1
+          ? torch::where(straddles, (hi + lo) / (hi - lo), sign)
+          : lo + hi;
+      auto offset = q == Norm::L1
+          ? torch::where(straddles, -2 * hi * lo / (hi - lo), zeros)
+          : -lo * hi;
+      v = torch::stack({torch::where(known, weight, zeros), slope}, 2);
+      wrong = offset * 0.5;  // the penalty below doubles it
+    }
+    auto merged =
+        functional_upper_chunked(as_input(v), layers, weights, shapes, states, delta, linear)
+            .clamp_min(0);
     auto share = q == Norm::L1 ? magnitude : magnitude.square();  // m_k or m_k^2
     auto known_sum = torch::where(known, share, zeros).sum(2);
     auto unknown_sum = torch::where(known, zeros, share).sum(2);
     // (A) known-sign coordinates merged, the others as in the plain bound.
     auto only_known = unknown_sum + torch::min(known_sum, merged.select(2, 0));
     // (B) every coordinate merged: |gamma_k| <= s_k gamma_k + 2 wrong_k.
-    auto penalty = 2 * (q == Norm::L1 ? wrong : magnitude * wrong).sum(2);
+    auto penalty = linear ? 2 * wrong.sum(2) : 2 * (q == Norm::L1 ? wrong : magnitude * wrong).sum(2);
     auto all = merged.select(2, 1) + penalty;
     auto best = torch::min(only_known, all);
-    return torch::min(plain, q == Norm::L1 ? best : best.sqrt());
+    // (B) is at least ||gamma||^2 >= 0; clamp the rounding below 0 away.
+    return torch::min(plain, q == Norm::L1 ? best : best.clamp_min(0).sqrt());
   }
   // q = inf: refine the largest coordinates through +e_k and -e_k.
   const int64_t top = std::min(kTopCoordinates, d);
@@ -461,7 +510,7 @@ torch::Tensor interval_jacobian_norm(
   auto unit = torch::ones({n, m, top, 1}, magnitude.options());
   v.narrow(2, 0, top).scatter_(3, index.unsqueeze(3), unit);
   v.narrow(2, top, top).scatter_(3, index.unsqueeze(3), -unit);
-  auto upper = functional_upper_chunked(as_input(v), layers, weights, shapes, states, delta);
+  auto upper = functional_upper_chunked(as_input(v), layers, weights, shapes, states, delta, linear);
   auto refined = torch::min(
       values.narrow(2, 0, top),
       torch::max(upper.narrow(2, 0, top), upper.narrow(2, top, top)));

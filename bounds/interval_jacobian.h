@@ -52,7 +52,28 @@
 //   q = inf: the kTopCoordinates largest m_k are refined one by one through
 //            the functionals +e_k and -e_k.
 // Each functional costs one forward pass of the chain per row (two for
-// q = 1 and 2, 2 * kTopCoordinates for q = inf). RecurJac also re-bounds the
+// q = 1 and 2, 2 * kTopCoordinates for q = inf).
+//
+// linear (JacobianRelaxation::Linear) replaces the constant taken for a
+// sign-unknown term by a linear relaxation in gamma_i, after Shi et al.
+// 2022 (bounds-anchors §2, auto_LiRPA's BoundReluGrad): with s'_i in
+// [a, b] and gamma_i in [lo, hi], lo < 0 < hi,
+//   max over s'_i of v_i s'_i gamma_i = v_i e gamma_i + |v_i| (b - a) relu(gamma_i),
+// e = a where v_i >= 0 and b where v_i < 0, and relu(gamma) is at most its
+// chord hi (gamma - lo) / (hi - lo) over [lo, hi]. The term then stays a
+// function of gamma_i, merged into the functional with the coefficient
+// v_i e + |v_i| (b - a) hi / (hi - lo) and the constant
+// -|v_i| (b - a) hi lo / (hi - lo), so its correlation with the other terms
+// through the downstream derivatives survives. Over gamma_i in [lo, hi]
+// alone its maximum is the constant's, v_i b hi or v_i a lo: never looser
+// (the relaxed upper bound is subadditive in v, so merging never loses).
+// The norms then use the tightest linear upper bounds of |gamma_k| and
+// gamma_k^2 over [lo_k, hi_k], their chords:
+//   q = 1: |gamma_k| <= alpha_k gamma_k + beta_k, alpha_k = (hi + lo) / (hi - lo),
+//          beta_k = -2 hi lo / (hi - lo) where lo < 0 < hi (else the sign, 0);
+//   q = 2: gamma_k^2 <= (lo_k + hi_k) gamma_k - lo_k hi_k,
+// so (B) becomes max (alpha . gamma) + sum beta (q = 1) and
+// sqrt(max ((lo + hi) . gamma) - sum lo hi) (q = 2); (A) stays. RecurJac also re-bounds the
 // intermediate layers' intervals by the same recursion, one functional per
 // neuron; that is out of reach for convolutional layers and is not done, so
 // the signs come from the plain pass.
@@ -62,6 +83,7 @@
 // operation) is not tracked.
 #pragma once
 
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -72,6 +94,14 @@
 #include "models/layers.h"
 
 namespace bb {
+
+// How the backward pass is bounded (see above): plain interval arithmetic,
+// RecurJac's sign-aware merging, or that merging with Shi et al.'s linear
+// relaxation of the sign-unknown terms.
+enum class JacobianRelaxation { Interval, SignAware, Linear };
+const char* relaxation_name(JacobianRelaxation relaxation);  // "interval", "recurjac", "linear"
+// From "interval", "recurjac" or "linear"; anything else is a bb::Error naming `key`.
+JacobianRelaxation parse_relaxation(const std::string& text, const std::string& key);
 
 // The coordinates refined one by one for q = inf under sign_aware.
 constexpr int64_t kTopCoordinates = 4;
@@ -96,7 +126,7 @@ torch::Tensor interval_jacobian_norm(
     const torch::Tensor& c,
     const torch::Tensor& targets,
     Norm q,
-    bool sign_aware,
+    JacobianRelaxation relaxation,
     const std::vector<int64_t>& input_shape = {});
 
 }  // namespace bb

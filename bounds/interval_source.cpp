@@ -36,7 +36,7 @@ class IntervalSource : public LayerChainSource {
   std::string name() const override {
     BoundOptions all;
     all.interval = options_;
-    return fmt::format("interval-{}({})", crown_ ? "crown" : "ibp", describe_options(all, {"interval.sign_aware"}));
+    return fmt::format("interval-{}({})", crown_ ? "crown" : "ibp", describe_options(all, {"interval.backward"}));
   }
 
   GradNormResult estimate(const GradNormRequest& request) const override {
@@ -47,7 +47,8 @@ class IntervalSource : public LayerChainSource {
     PreActivationBounds bounds = crown_ ? crown_bounds(layers, region) : ibp_bounds(layers, region);
     GradNormResult result;
     result.value = interval_jacobian_norm(
-        layers, bounds, request.c, request.targets, dual(region.norm()), options_.sign_aware,
+        layers, bounds, request.c, request.targets, dual(region.norm()),
+        parse_relaxation(options_.backward, "interval.backward"),
         model.classifier.spec().shape);
     result.gradients = torch::zeros({request.c.size(0)}, request.c.options().dtype(torch::kInt64));
     result.seconds = watch.seconds();

@@ -25,7 +25,7 @@ std::vector<OptionField> option_fields(BoundOptions& o) {
       {"lipschitz.radius", "Lipschitz: radius R of the ball (default: L1 40, L2 2, Linf 0.1)", &o.lipschitz.radius},
       {"lipschitz.targets", "Lipschitz: all, top2, random or least", &o.lipschitz.targets},
       {"theorem1.cache_dir", "Theorem 1: keep G_j(D) on disk in this folder", &o.theorem1.cache_dir},
-      {"interval.sign_aware", "interval Jacobian: RecurJac's sign-aware derivative endpoints", &o.interval.sign_aware},
+      {"interval.backward", "interval Jacobian: interval, recurjac (sign-aware merging) or linear (plus Shi et al.'s relaxation)", &o.interval.backward},
       {"shells.shells", "local-ball shells: shells of the integral", &o.shells.shells},
       {"shells.bisection_steps", "local-ball shells: bisection steps on the radius", &o.shells.bisection_steps},
       {"crown_radius.bisection_steps", "CROWN radius: bisection steps on epsilon", &o.crown_radius.bisection_steps},
@@ -162,6 +162,11 @@ void validate(const BoundOptions& o) {
           o.lipschitz.targets == "random" || o.lipschitz.targets == "least",
       "--lipschitz.targets: unknown '{}' (valid: all, top2, random, least)",
       o.lipschitz.targets);
+  BB_CHECK(
+      o.interval.backward == "interval" || o.interval.backward == "recurjac" ||
+          o.interval.backward == "linear",
+      "--interval.backward: unknown '{}' (valid: interval, recurjac, linear)",
+      o.interval.backward);
   positive(o.shells.shells, "shells.shells");
   non_negative(o.shells.bisection_steps, "shells.bisection_steps");
   non_negative(o.crown_radius.bisection_steps, "crown_radius.bisection_steps");

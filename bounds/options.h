@@ -51,7 +51,11 @@ struct Theorem1Options {
 
 // Certified sources and references (bounds part 2).
 struct IntervalOptions {
-  bool sign_aware = true;  // RecurJac's rule: known upstream signs take the matching derivative endpoint
+  // How the backward pass is bounded (bounds/interval_jacobian.h): "interval"
+  // (Fast-Lip's interval arithmetic), "recurjac" (known upstream signs take
+  // the matching derivative endpoint, merged), "linear" (recurjac plus Shi et
+  // al.'s linear relaxation of the sign-unknown terms).
+  std::string backward = "linear";
 };
 struct ShellOptions {
   int shells = 8;  // shells of the local-ball integral (RecurJac: 15)

@@ -29,6 +29,8 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+const JacobianRelaxation kRelaxations[] = {
+    JacobianRelaxation::Interval, JacobianRelaxation::SignAware, JacobianRelaxation::Linear};
 
 // ---------------------------------------------------------------------------
 // Networks
@@ -411,6 +413,7 @@ TEST(IntervalJacobian, DerivativeIntervalsHoldEverySampledDerivative) {
 
 TEST(IntervalJacobian, BoundsEveryGradientSampledInTheRegion) {
   int improved = 0;
+  int improved_linear = 0;
   int compared = 0;
   for (const auto& net : small_nets()) {
     torch::manual_seed(17);
@@ -425,22 +428,30 @@ TEST(IntervalJacobian, BoundsEveryGradientSampledInTheRegion) {
       auto z = box_points(lo, hi, 400);
       for (Norm q : all_norms()) {
         auto sampled = std::get<0>(margin_gradient_norms(layers64, z, c, targets, q).max(1));
-        auto plain = interval_jacobian_norm(net.layers, bounds, c, targets, q, false, net.shape);
-        auto aware = interval_jacobian_norm(net.layers, bounds, c, targets, q, true, net.shape);
+        auto plain = interval_jacobian_norm(net.layers, bounds, c, targets, q, JacobianRelaxation::Interval, net.shape);
+        auto aware = interval_jacobian_norm(net.layers, bounds, c, targets, q, JacobianRelaxation::SignAware, net.shape);
+        auto linear = interval_jacobian_norm(net.layers, bounds, c, targets, q, JacobianRelaxation::Linear, net.shape);
         ASSERT_EQ(plain.sizes(), (std::vector<int64_t>{3, 3}));
         const auto what = fmt::format("{} eps {} q {}", net.name, eps, norm_name(q));
         EXPECT_TRUE((plain >= sampled * (1 - 1e-9)).all().item<bool>())
             << what << "\nbound\n" << plain << "\nsampled\n" << sampled;
         EXPECT_TRUE((aware >= sampled * (1 - 1e-9)).all().item<bool>())
             << what << " sign-aware\nbound\n" << aware << "\nsampled\n" << sampled;
+        EXPECT_TRUE((linear >= sampled * (1 - 1e-9)).all().item<bool>())
+            << what << " linear\nbound\n" << linear << "\nsampled\n" << sampled;
         EXPECT_TRUE((aware <= plain).all().item<bool>()) << what;
+        // Never looser than the merging it relaxes (up to float64 rounding).
+        EXPECT_TRUE((linear <= aware * (1 + 1e-9) + 1e-12).all().item<bool>())
+            << what << "\nlinear\n" << linear << "\nsign-aware\n" << aware;
         compared += 1;
         improved += (aware < plain * (1 - 1e-9)).any().item<bool>() ? 1 : 0;
+        improved_linear += (linear < aware * (1 - 1e-9)).any().item<bool>() ? 1 : 0;
       }
     }
   }
-  // RecurJac's merging must do something on these networks.
+  // RecurJac's merging and the linear relaxation must each do something here.
   EXPECT_GT(improved, compared / 10) << improved << " of " << compared;
+  EXPECT_GT(improved_linear, compared / 10) << improved_linear << " of " << compared;
 }
 
 // The input gradient is (3 s, 2 - 3 s) with s in {0, 1} the slope of one
@@ -448,7 +459,10 @@ TEST(IntervalJacobian, BoundsEveryGradientSampledInTheRegion) {
 // ||.||_2^2 <= 13. Merged with signs (+, +) the functional 3 s + 2 - 3 s = 2
 // is exact, and |gamma_2| <= gamma_2 + 2 * 1, so ||.||_1 <= 2 + 2 = 4: the
 // true maximum, at s = 1. For q = 2 the weights (3, 2) give
-// 4 + 3 s <= 7 and ||.||_2^2 <= 7 + 2 * 2 * 1 = 11 (the truth is 10).
+// 4 + 3 s <= 7 and ||.||_2^2 <= 7 + 2 * 2 * 1 = 11 (the truth is 10). The
+// chords (linear) give |gamma_2| <= gamma_2 / 3 + 4 / 3 on [-1, 2], so
+// 3 s + (2 - 3 s) / 3 + 4 / 3 <= 4 again, and gamma_k^2 <= (lo + hi) gamma_k
+// - lo hi: 3 * 3 s + (2 - 3 s) + 2 = 4 + 6 s <= 10, the truth.
 TEST(IntervalJacobian, SignAwareMergeIsTightOnACorrelatedGradient) {
   LayerList layers{
       {LayerKind::Linear, torch::tensor({{0.0, 1.0}, {1.0, -1.0}}, kF64), torch::tensor({10.0, 0.0}, kF64)},
@@ -459,14 +473,18 @@ TEST(IntervalJacobian, SignAwareMergeIsTightOnACorrelatedGradient) {
   auto bounds = local_ibp(layers, lo, hi);
   auto c = torch::tensor({0});
   auto targets = torch::tensor({{1}});
-  auto value = [&](Norm q, bool aware) {
-    return interval_jacobian_norm(layers, bounds, c, targets, q, aware, {2})[0][0].item<double>();
+  auto value = [&](Norm q, JacobianRelaxation r) {
+    return interval_jacobian_norm(layers, bounds, c, targets, q, r, {2})[0][0].item<double>();
   };
-  EXPECT_NEAR(value(Norm::L1, false), 5.0, 1e-9);
-  EXPECT_NEAR(value(Norm::L1, true), 4.0, 1e-9);
-  EXPECT_NEAR(value(Norm::L2, false), std::sqrt(13.0), 1e-9);
-  EXPECT_NEAR(value(Norm::L2, true), std::sqrt(11.0), 1e-9);
-  EXPECT_NEAR(value(Norm::Linf, true), 3.0, 1e-9);
+  using R = JacobianRelaxation;
+  EXPECT_NEAR(value(Norm::L1, R::Interval), 5.0, 1e-9);
+  EXPECT_NEAR(value(Norm::L1, R::SignAware), 4.0, 1e-9);
+  EXPECT_NEAR(value(Norm::L1, R::Linear), 4.0, 1e-9);
+  EXPECT_NEAR(value(Norm::L2, R::Interval), std::sqrt(13.0), 1e-9);
+  EXPECT_NEAR(value(Norm::L2, R::SignAware), std::sqrt(11.0), 1e-9);
+  EXPECT_NEAR(value(Norm::L2, R::Linear), std::sqrt(10.0), 1e-9);
+  EXPECT_NEAR(value(Norm::Linf, R::SignAware), 3.0, 1e-9);
+  EXPECT_NEAR(value(Norm::Linf, R::Linear), 3.0, 1e-9);
   // Both slopes occur in the box, so the truth is attained at its corners.
   auto corners = torch::tensor({{-1.0, 1.0}, {1.0, -1.0}}, kF64).unsqueeze(0);
   auto truth = margin_gradient_norms(layers, corners, c, targets, Norm::L1).max().item<double>();
@@ -485,7 +503,7 @@ TEST(IntervalJacobian, EqualsTheGradientNormOnAPointRegion) {
       auto bounds = local_ibp(net.layers, x, x);
       for (Norm q : all_norms()) {
         auto at_x = margin_gradient_norms(layers64, x.unsqueeze(1), c, targets, q).squeeze(1);
-        for (bool aware : {false, true}) {
+        for (auto aware : kRelaxations) {
           auto bound = interval_jacobian_norm(net.layers, bounds, c, targets, q, aware, net.shape);
           EXPECT_TRUE(torch::allclose(bound, at_x, 1e-6, 1e-12))
               << net.name << " " << norm_name(q) << "\n" << bound << "\n" << at_x;
@@ -501,8 +519,8 @@ TEST(IntervalJacobian, InfersTheInputShapeOrAsksForIt) {
   auto c = torch::tensor({0, 1});
   auto targets = other_classes(c, 4);
   auto bounds = local_ibp(net.layers, x - 0.1, x + 0.1);
-  auto given = interval_jacobian_norm(net.layers, bounds, c, targets, Norm::L1, true, net.shape);
-  auto inferred = interval_jacobian_norm(net.layers, bounds, c, targets, Norm::L1, true);
+  auto given = interval_jacobian_norm(net.layers, bounds, c, targets, Norm::L1, JacobianRelaxation::Linear, net.shape);
+  auto inferred = interval_jacobian_norm(net.layers, bounds, c, targets, Norm::L1, JacobianRelaxation::Linear);
   EXPECT_TRUE(torch::equal(given, inferred));
   auto strided = conv_net(LayerKind::ReLU, 6);
   strided.layers[1].stride = {2, 2};  // first conv strided: 6x6 -> 3x3
@@ -511,15 +529,15 @@ TEST(IntervalJacobian, InfersTheInputShapeOrAsksForIt) {
   auto xs = torch::rand(batch_shape(2, strided.shape), kF64);
   auto sb = local_ibp(strided.layers, xs - 0.1, xs + 0.1);
   testing::expect_error(
-      [&] { interval_jacobian_norm(strided.layers, sb, c, targets, Norm::L2, false); },
+      [&] { interval_jacobian_norm(strided.layers, sb, c, targets, Norm::L2, JacobianRelaxation::Interval); },
       {"layer 1", "stride", "input_shape"});
-  EXPECT_NO_THROW(interval_jacobian_norm(strided.layers, sb, c, targets, Norm::L2, false, strided.shape));
+  EXPECT_NO_THROW(interval_jacobian_norm(strided.layers, sb, c, targets, Norm::L2, JacobianRelaxation::Interval, strided.shape));
   PreActivationBounds partial = bounds;
   partial.layer.pop_back();
   partial.lower.pop_back();
   partial.upper.pop_back();
   testing::expect_error(
-      [&] { interval_jacobian_norm(net.layers, partial, c, targets, Norm::L2, false); },
+      [&] { interval_jacobian_norm(net.layers, partial, c, targets, Norm::L2, JacobianRelaxation::Interval); },
       {"no pre-activation bounds", "5 (ReLU)"});
 }
 
@@ -541,7 +559,7 @@ TEST(CertifiedSources, LinearModelGivesTheExactDualNorm) {
     auto lipschitz = global_lipschitz(layers, {7}, p);
     EXPECT_TRUE(torch::allclose(lipschitz, exact, 1e-12, 0)) << norm_name(p);
     auto expected = exact.index_select(0, c).gather(1, targets);
-    for (bool aware : {false, true}) {
+    for (auto aware : kRelaxations) {
       auto bound = interval_jacobian_norm(layers, none, c, targets, q, aware);
       EXPECT_TRUE(torch::allclose(bound, expected, 1e-12, 0)) << norm_name(p);
     }
@@ -825,24 +843,28 @@ TEST(CertifiedSources, ZooIntervalJacobianOnIbpAndCrownBounds) {
     for (Norm q : all_norms()) {
       auto sampled = std::get<0>(lp_norm(gradients.flatten(0, 2), q).view({10, -1, 9}).max(1));
       torch::Tensor plain;
-      for (bool aware : {false, true}) {
+      torch::Tensor previous;
+      for (auto relaxation : kRelaxations) {
+        const bool aware = relaxation != JacobianRelaxation::Interval;
         start = std::chrono::steady_clock::now();
-        auto bound = interval_jacobian_norm(layers, bounds, c, targets, q, aware, shape);
+        auto bound = interval_jacobian_norm(layers, bounds, c, targets, q, relaxation, shape);
         const double seconds = seconds_since(start);
         EXPECT_TRUE((bound >= sampled * (1 - 1e-9)).all().item<bool>())
-            << row.model << " " << norm_name(q) << (aware ? " sign-aware" : "");
+            << row.model << " " << norm_name(q) << " " << relaxation_name(relaxation);
         if (!aware) {
           plain = bound;
         } else {
-          EXPECT_TRUE((bound <= plain).all().item<bool>());
+          EXPECT_TRUE((bound <= previous * (1 + 1e-9)).all().item<bool>())
+              << row.model << " " << norm_name(q) << " " << relaxation_name(relaxation);
         }
+        previous = bound;
         std::cout << fmt::format(
-            "[ zoo ] {} B_{}(x, {}) {} ({:.2f} s), q={}{}: {:.3f} s for 10 x 9, median bound / "
+            "[ zoo ] {} B_{}(x, {}) {} ({:.2f} s), q={} {}: {:.3f} s for 10 x 9, median bound / "
             "sampled max {:.3g}{}\n",
             row.model, norm_name(row.p), row.eps, row.crown ? "CROWN" : "IBP", bound_seconds,
-            norm_name(q), aware ? " sign-aware" : "", seconds,
+            norm_name(q), relaxation_name(relaxation), seconds,
             (bound / sampled).median().item<double>(),
-            aware ? fmt::format(", median sign-aware / plain {:.3f}", (bound / plain).median().item<double>())
+            aware ? fmt::format(", median / plain {:.3f}", (bound / plain).median().item<double>())
                   : std::string());
       }
     }

@@ -147,7 +147,7 @@ torch::Tensor rounding_scale(const OneLayerNet& net, const torch::Tensor& c, con
 
 // The interval Jacobian's bound on max ||grad g_j||_q over B_p(x, R) ∩ D.
 torch::Tensor interval_source(
-    const OneLayerNet& net, const torch::Tensor& x, double radius, Norm p, bool crown, bool sign_aware,
+    const OneLayerNet& net, const torch::Tensor& x, double radius, Norm p, bool crown, JacobianRelaxation sign_aware,
     const torch::Tensor& c, const torch::Tensor& targets) {
   Region region = Region::ball(x, torch::full({x.size(0)}, radius, kF64), p, net.box);
   PreActivationBounds bounds = crown ? crown_bounds(net.layers, region) : ibp_bounds(net.layers, region);
@@ -176,7 +176,7 @@ TEST(HeinVsInterval, IntervalGradientBoundIsAtMostHeinsForLinfAndL1) {
         auto slack = 1e-11 * rounding_scale(net, c, targets, dual(row.p));
         for (double radius : {1e-4, 1e-3, 0.01, 0.1, 1.0}) {
           auto hein = terms.a + terms.b * radius;
-          for (bool aware : {false, true}) {
+          for (auto aware : {JacobianRelaxation::Interval, JacobianRelaxation::SignAware, JacobianRelaxation::Linear}) {
             auto interval = interval_source(net, x, radius, row.p, row.crown, aware, c, targets);
             EXPECT_TRUE((interval <= hein * (1 + 1e-12) + slack).all().item<bool>())
                 << layer_kind_name(act) << " seed " << seed << " " << norm_name(row.p)
@@ -208,7 +208,7 @@ TEST(HeinVsInterval, L2IntervalIsAtMostTheWorstCaseThatBoundsHeins) {
     EXPECT_TRUE((terms.b <= worst * (1 + 1e-9)).all().item<bool>()) << terms.b << "\n" << worst;
     auto slack = 1e-11 * rounding_scale(net, c, targets, Norm::L2);
     for (double radius : {1e-3, 0.01, 0.1, 1.0}) {
-      for (bool aware : {false, true}) {
+      for (auto aware : {JacobianRelaxation::Interval, JacobianRelaxation::SignAware, JacobianRelaxation::Linear}) {
         auto interval = interval_source(net, x, radius, Norm::L2, true, aware, c, targets);
         EXPECT_TRUE((interval <= (terms.a + worst * radius) * (1 + 1e-12) + slack).all().item<bool>())
             << "seed " << seed << " R " << radius;
