@@ -4,6 +4,7 @@
 
 #include "attacks/budget_search.h"
 #include "attacks/deepfool.h"
+#include "attacks/fmn.h"
 #include "attacks/pgd.h"
 #include "core/error.h"
 #include "core/runtime.h"
@@ -182,7 +183,7 @@ torch::Tensor refine_to_boundary(
 }
 
 std::vector<std::string> attack_names() {
-  return {"fgsm", "pgd", "deepfool"};
+  return {"fgsm", "pgd", "deepfool", "fmn"};
 }
 
 std::vector<std::string> fixed_budget_attack_names() {
@@ -211,6 +212,9 @@ std::unique_ptr<MinimalAttack> make_attack(
     const AttackOptions& options) {
   if (name == "deepfool") {
     return std::make_unique<DeepFool>(p, options.deepfool, options.refine);
+  }
+  if (name == "fmn") {
+    return std::make_unique<Fmn>(p, options.fmn, options.refine);
   }
   const auto fixed = fixed_budget_attack_names();
   BB_CHECK(

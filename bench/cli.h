@@ -22,6 +22,15 @@ bool parse(
     boost::program_options::variables_map& values,
     const std::string& usage);
 
+// Splits `args` for a command that takes paths as arguments (compare,
+// merge): `paths` receives the arguments that are neither an option nor an
+// option's value (an option of `options` that takes a value takes the next
+// argument); the rest is returned, for parse().
+Args split_paths(
+    const Args& args,
+    const boost::program_options::options_description& options,
+    std::vector<std::string>& paths);
+
 // Help text: the zoo's model names (from its manifest) and the default data
 // folder, for --model and --data-dir descriptions.
 std::string zoo_models_help();
@@ -35,5 +44,6 @@ int run_attack(const Args& args);
 int run_bound(const Args& args);
 int run_run(const Args& args);
 int run_compare(const Args& args);
+int run_merge(const Args& args);
 
 }  // namespace bb::cli

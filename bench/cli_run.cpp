@@ -96,6 +96,9 @@ int run_run(const Args& args) {
       ("out", po::value<std::string>(), "run folder to create (default: a new runs/<time> folder)")
       ("resume", po::value<std::string>(), "continue the run in this folder (same configuration)")
       ("batch", po::value<int64_t>()->default_value(20), "samples per batch (results do not depend on it, up to float rounding)")
+      ("shard", po::value<std::string>(),
+       "I/N: run shard I (0 to N-1) of N: every N-th (model, norm, batch) of the run, from the I-th; "
+       "boundbench merge joins the shard folders")
       ("data-dir", po::value<std::string>(), fmt::format("data folder (default: {})", data_dir_help()).c_str())
       ("quiet", po::bool_switch(), "no progress and no table")
       ("print-config", po::bool_switch(), "print the configuration in effect and exit");
@@ -117,8 +120,8 @@ int run_run(const Args& args) {
   all.add(general).add(suite).add(method_options);
   po::variables_map values;
   if (!parse(args, all, values,
-             "usage: boundbench run [--config FILE] [--out DIR | --resume DIR] [--models A,B] [--methods M,N] "
-             "[--KEY VALUE]...")) {
+             "usage: boundbench run [--config FILE] [--out DIR | --resume DIR] [--shard I/N] [--models A,B] "
+             "[--methods M,N] [--KEY VALUE]...")) {
     return 0;
   }
   // Then the file (or the quick suite): what the command line set wins.
@@ -168,6 +171,7 @@ int run_run(const Args& args) {
   config.data_dir = text("data-dir", "");
   read_method_options(values, config.options);
   validate(config);
+  const Shard shard = values.count("shard") ? parse_shard(values["shard"].as<std::string>()) : Shard{};
   if (values["print-config"].as<bool>()) {
     std::cout << "# from " << source << " and the command line\n" << config_json(config).dump(2) << "\n";
     return 0;
@@ -179,6 +183,7 @@ int run_run(const Args& args) {
   options.out = options.resume ? values["resume"].as<std::string>()
       : values.count("out") ? values["out"].as<std::string>() : default_run_folder("runs");
   options.quiet = values["quiet"].as<bool>();
+  options.shard = shard;
   options.command_line = "boundbench run";
   for (const auto& a : args) {
     options.command_line += " " + a;

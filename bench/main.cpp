@@ -34,6 +34,8 @@ const std::vector<Command>& commands() {
        bb::cli::run_run},
       {"compare", "compare two runs' summaries: tightness, violations, distortion, time",
        bb::cli::run_compare},
+      {"merge", "join the shard folders of a run (run --shard I/N) into one run folder",
+       bb::cli::run_merge},
   };
   return table;
 }
@@ -166,6 +168,31 @@ bool parse(
   }
   po::notify(values);
   return true;
+}
+
+Args split_paths(
+    const Args& args,
+    const boost::program_options::options_description& options,
+    std::vector<std::string>& paths) {
+  Args rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
+      rest.push_back(arg);
+      const size_t equals = arg.find('=');
+      const std::string name = arg.substr(2, equals == std::string::npos ? std::string::npos : equals - 2);
+      const auto* option = options.find_nothrow(name, false);
+      if (option != nullptr && equals == std::string::npos && option->semantic()->max_tokens() > 0 &&
+          i + 1 < args.size()) {
+        rest.push_back(args[++i]);
+      }
+    } else if (arg.empty() || arg[0] != '-' || arg == "-") {
+      paths.push_back(arg);
+    } else {
+      rest.push_back(arg);
+    }
+  }
+  return rest;
 }
 
 std::string zoo_models_help() {

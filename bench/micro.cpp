@@ -16,7 +16,8 @@
 #include <torch/torch.h>
 
 #include "attacks/attack.h"
-#include "attacks/pgd.h"  // margin_loss_gradient and Pgd's options, for the step kernel alone
+#include "attacks/fmn.h"
+#include "attacks/pgd.h"  // margin_loss_gradient and Pgd's options (step kernel alone), the loss names
 #include "bounds/bound.h"
 #include "bounds/interval_jacobian.h"
 #include "bounds/preactivation.h"
@@ -70,17 +71,21 @@ void bm_forward_backward(benchmark::State& state, Setup s) {
   state.SetItemsProcessed(state.iterations() * s.x.size(0));
 }
 
-// One step of PGD with its default options (40 steps, random start on),
-// timed as a whole default run from the registry (make_fixed_budget_attack,
-// the public run) divided by its steps, so that the random start and the
+// One step of PGD with its default options (40 steps, random start on;
+// `loss` set: with that loss), timed as a whole default run from the registry
+// (make_fixed_budget_attack, the public run) divided by its steps (its
+// gradient evaluations per sample), so that the random start and the
 // bookkeeping weigh in as they do in a real run. The run also projects its
 // result once more and re-checks misclassification (one forward pass): less
 // than 1/40 of the cost, spread over the steps here. The time is the run's
 // own (AttackResult::seconds, device synchronised; input validation aside).
 constexpr int kBaselineSamples = 4;
 
-void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
-  const bb::AttackOptions options;
+void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p, std::string loss) {
+  bb::AttackOptions options;
+  if (!loss.empty()) {
+    options.pgd.loss = loss;
+  }
   const auto pgd = bb::make_fixed_budget_attack("pgd", p, options);
   auto eps = torch::full({s.x.size(0)}, pgd_budget(p), s.x.options());
   double step = 0;
@@ -94,7 +99,9 @@ void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
     }
     auto result = pgd->run(s.model->classifier, s.x, s.c, eps);
     benchmark::DoNotOptimize(result.x_adv.data_ptr());
-    const double t = result.seconds / options.pgd.steps;
+    // Per gradient evaluation of the average row: steps (x the restarts
+    // that row ran, where pgd.restarts > 1).
+    const double t = result.seconds / result.gradients.to(torch::kFloat64).mean().item<double>();
     step += t;
     state.SetIterationTime(t);
     // Rows misclassified at the end (the run's re-check): PGD stops moving
@@ -103,6 +110,41 @@ void bm_pgd_step(benchmark::State& state, Setup s, bb::Norm p) {
     adversarial = result.success.to(torch::kFloat64).mean().item<double>();
   }
   state.counters["ratio_to_fwd_bwd"] = step / baseline;
+  state.counters["adversarial"] = adversarial;
+}
+
+// One FMN step: a whole run with the default options from the registry
+// (make_attack, the public run) with refinement off, divided by its
+// gradient evaluations per sample (steps x runs per sample), against a
+// forward+backward pass of the same rows (the batch replicated once per
+// targeted run, as FMN replicates it). Besides the steps, the run pays the
+// forward pass that ranks the targets (targeted runs only), the choice of
+// the closest example and the final re-check (one forward pass each): less
+// than 1/100 of the run. The share of rows adversarial at the end says
+// nothing of the step's cost here (FMN steps every row at every step).
+void bm_fmn_step(benchmark::State& state, Setup s, bb::Norm p) {
+  bb::AttackOptions options;
+  options.refine.steps = 0;
+  const auto fmn = bb::make_attack("fmn", p, options);
+  const int64_t runs = std::max<int64_t>(
+      1, bb::fmn_targeted_runs(options.fmn.targets, s.model->classifier.num_classes()));
+  Setup rows{s.model, s.x.repeat_interleave(runs, 0), s.c.repeat_interleave(runs)};
+  double step = 0;
+  double baseline = 0;
+  double adversarial = 0;
+  for (auto _ : state) {
+    for (int k = 0; k < kBaselineSamples; ++k) {
+      baseline += forward_backward(rows) / kBaselineSamples;
+    }
+    auto result = fmn->run(s.model->classifier, s.x, s.c);
+    benchmark::DoNotOptimize(result.x_adv.data_ptr());
+    const double t = result.seconds / static_cast<double>(options.fmn.steps);
+    step += t;
+    state.SetIterationTime(t);
+    adversarial = result.success.to(torch::kFloat64).mean().item<double>();
+  }
+  state.counters["ratio_to_fwd_bwd"] = step / baseline;
+  state.counters["runs_per_sample"] = static_cast<double>(runs);
   state.counters["adversarial"] = adversarial;
 }
 
@@ -355,7 +397,17 @@ int main(int argc, char** argv) {
       };
       reg(fmt::format("fwd_bwd/{}/batch:{}", name, batch), bm_forward_backward);
       for (bb::Norm p : bb::all_norms()) {
-        reg(fmt::format("pgd_step/{}/{}/batch:{}", name, bb::norm_name(p), batch), bm_pgd_step, p);
+        reg(fmt::format("pgd_step/{}/{}/batch:{}", name, bb::norm_name(p), batch), bm_pgd_step, p, std::string());
+      }
+      // PGD's step with each loss (pgd_step above: the default one).
+      for (bb::Norm p : bb::all_norms()) {
+        for (const auto& loss : bb::pgd_loss_names()) {
+          reg(fmt::format("pgd_loss_step/{}/{}/{}/batch:{}", name, bb::norm_name(p), loss, batch), bm_pgd_step, p,
+              loss);
+        }
+      }
+      for (bb::Norm p : bb::all_norms()) {
+        reg(fmt::format("fmn_step/{}/{}/batch:{}", name, bb::norm_name(p), batch), bm_fmn_step, p);
       }
       if (device.is_cpu()) {
         for (bb::Norm p : bb::all_norms()) {

@@ -231,8 +231,8 @@ SummaryFile parse_summary_csv(const std::string& text, const std::string& file) 
     row.method = read.required_text("method");
     row.kind = read.text("kind");
     BB_CHECK(
-        row.kind == "attack" || row.kind == "bound",
-        "{}:{}: kind: expected attack or bound, got {}",
+        row.kind == "attack" || row.kind == "bound" || row.kind == "exact",
+        "{}:{}: kind: expected attack, bound or exact, got {}",
         file,
         record.line,
         shown(row.kind));
@@ -341,6 +341,11 @@ std::vector<std::string> regressions_of(const SummaryRow& base, const SummaryRow
       out.push_back(fmt::format(
           "{} certified violation{} (bound above an attack)", now.violations, now.violations == 1 ? "" : "s"));
     }
+  } else if (now.kind == "exact") {
+    if (now.violations > 0) {
+      out.push_back(fmt::format(
+          "{} exact value{} above an attack", now.violations, now.violations == 1 ? "" : "s"));
+    }
   } else if (now.kind == "attack") {
     if (has(base.median_value)) {
       if (!has(now.median_value)) {
@@ -439,8 +444,8 @@ std::string cell(const std::optional<SummaryRow>& row, double SummaryRow::*field
 }
 
 std::string kind_label(const SummaryRow& row) {
-  if (row.kind == "attack") {
-    return "attack";
+  if (row.kind == "attack" || row.kind == "exact") {
+    return row.kind;
   }
   return row.certified ? "bound, cert." : "bound, est.";
 }

@@ -10,7 +10,9 @@
 //  - an attack's median distortion (median_value) rises above
 //    base * (1 + distortion_tol), or has none (no successes) where BASE had one;
 //  - median_seconds rises above base * (1 + time_tol), unless check_time is off;
-//  - the kind (attack or bound) changed.
+//  - an exact row (exact-milp) has violations > 0 (a proven minimum above an
+//    attack's distortion: a bug);
+//  - the kind (attack, bound or exact) changed.
 // A (model, norm, method) of BASE that NEW lacks regresses too; one that only
 // NEW has is listed, never a failure. Estimated bounds may have violations
 // (they are estimates): those never fail.

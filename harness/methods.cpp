@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "attacks/fmn.h"
+#include "attacks/pgd.h"
 #include "core/error.h"
 
 namespace bb {
@@ -15,10 +17,20 @@ std::vector<OptionField> option_fields(MethodOptions& o) {
       {"pgd.rel_step", "PGD: step size relative to the budget (0: Linf 0.01/0.3, L1 and L2 0.025)",
        &o.attack.pgd.rel_stepsize},
       {"pgd.random_start", "PGD: start from a uniform point of the ball", &o.attack.pgd.random_start},
+      {"pgd.loss", "PGD: the loss it ascends, ce (cross-entropy), margin or dlr (difference-of-logits ratio)",
+       &o.attack.pgd.loss},
+      {"pgd.restarts", "PGD: runs per budget, each further one from a fresh random point", &o.attack.pgd.restarts},
       {"deepfool.overshoot", "DeepFool: overshoot factor of each step", &o.attack.deepfool.overshoot},
       {"deepfool.max_iter", "DeepFool: iterations at most", &o.attack.deepfool.max_iterations},
       {"deepfool.candidates", "DeepFool: classes considered (0: all, else the top-k logits)",
        &o.attack.deepfool.candidates},
+      {"fmn.steps", "FMN: steps (one gradient evaluation each)", &o.attack.fmn.steps},
+      {"fmn.alpha", "FMN: first step, L2 length in units of the side of D", &o.attack.fmn.alpha},
+      {"fmn.alpha_final", "FMN: last step (cosine annealing from fmn.alpha)", &o.attack.fmn.alpha_final},
+      {"fmn.gamma", "FMN: first relative change of the norm budget per step", &o.attack.fmn.gamma},
+      {"fmn.gamma_final", "FMN: last relative change of the norm budget (cosine annealing)", &o.attack.fmn.gamma_final},
+      {"fmn.targets", "FMN: untargeted (one run), all (one run per class != c) or m (the m highest classes)",
+       &o.attack.fmn.targets},
       {"search.eps0", "budget search: first budget (0: Linf 0.03, L2 0.5, L1 5)", &o.attack.search.initial_epsilon},
       {"search.doublings", "budget search: doublings at most (capped at the diameter of D)",
        &o.attack.search.max_doublings},
@@ -28,18 +40,26 @@ std::vector<OptionField> option_fields(MethodOptions& o) {
   for (auto& field : option_fields(o.bound)) {
     fields.push_back(field);
   }
+  for (auto& field : option_fields(o.milp)) {
+    fields.push_back(field);
+  }
   return fields;
 }
 
 namespace {
 
 bool is_attack_key(const std::string& key) {
-  for (const char* prefix : {"pgd.", "deepfool.", "search.", "refine."}) {
+  for (const char* prefix : {"pgd.", "deepfool.", "fmn.", "search.", "refine."}) {
     if (key.rfind(prefix, 0) == 0) {
       return true;
     }
   }
   return false;
+}
+
+// Keys that are not bound keys: they parse through the whole table.
+bool is_harness_key(const std::string& key) {
+  return is_attack_key(key) || key.rfind("milp.", 0) == 0;
 }
 
 }  // namespace
@@ -52,16 +72,16 @@ void set_option(MethodOptions& options, const std::string& key, const std::strin
   if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
     throw Error(fmt::format("unknown method option '{}' (valid: {})", key, fmt::join(keys, ", ")));
   }
-  if (!is_attack_key(key)) {
+  if (!is_harness_key(key)) {
     set_option(options.bound, key, text);
     return;
   }
-  // The attack keys parse like the bound keys: one parser for both.
+  // The attack and MILP keys parse like the bound keys: one parser for all.
   set_field(option_fields(options), key, text);
 }
 
 std::string option_text(const MethodOptions& options, const std::string& key) {
-  if (!is_attack_key(key)) {
+  if (!is_harness_key(key)) {
     return option_text(options.bound, key);
   }
   MethodOptions copy = options;
@@ -75,6 +95,9 @@ void validate(const MethodOptions& o) {
       std::isfinite(a.pgd.rel_stepsize) && a.pgd.rel_stepsize >= 0,
       "--pgd.rel_step: must be >= 0 and finite (0: the norm's default), got {}",
       a.pgd.rel_stepsize);
+  parse_pgd_loss(a.pgd.loss, "--pgd.loss");
+  BB_CHECK(a.pgd.restarts >= 1, "--pgd.restarts: must be at least 1, got {}", a.pgd.restarts);
+  validate(a.fmn);
   BB_CHECK(
       std::isfinite(a.deepfool.overshoot) && a.deepfool.overshoot >= 0,
       "--deepfool.overshoot: must be >= 0 and finite, got {}",
@@ -93,10 +116,11 @@ void validate(const MethodOptions& o) {
   BB_CHECK(a.search.bisection_steps >= 0, "--search.bisect: must not be negative, got {}", a.search.bisection_steps);
   BB_CHECK(a.refine.steps >= 0, "--refine.steps: must not be negative, got {}", a.refine.steps);
   validate(o.bound);
+  validate(o.milp);
 }
 
 const char* kind_name(MethodKind kind) {
-  return kind == MethodKind::Attack ? "attack" : "bound";
+  return kind == MethodKind::Attack ? "attack" : kind == MethodKind::Bound ? "bound" : "exact";
 }
 
 namespace {
@@ -186,6 +210,44 @@ class BoundMethod : public Method {
   bool wants_starts_;
 };
 
+// The exact minimal distortion (bounds/exact_milp.h): a value where proven
+// (success), and the bracket, the minimiser's class and the solver's figures
+// for every sample. Its incumbent attacks use the attacks' random streams.
+class ExactMethod : public Method {
+ public:
+  ExactMethod(const std::string& key, std::unique_ptr<ExactMilp> exact) : Method(key), exact_(std::move(exact)) {}
+  std::string name() const override { return exact_->name(); }
+  MethodKind kind() const override { return MethodKind::Exact; }
+  bool certified() const override { return true; }
+  void check(const Model& model) const override { exact_->check(model); }
+  MethodBatch run(
+      const Model& model,
+      const torch::Tensor& x,
+      const torch::Tensor& c,
+      const MethodContext& context) const override {
+    const ExactResult r = exact_->run(model, x, c, AttackContext{context.seed, context.index});
+    MethodBatch batch;
+    batch.value = r.value.cpu().to(torch::kFloat64);
+    batch.success = r.proven.cpu() & torch::isfinite(batch.value);
+    batch.gradients = r.gradients.cpu();
+    batch.seconds = r.seconds;
+    for (int64_t i = 0; i < x.size(0); ++i) {
+      nlohmann::json extra{
+          {"proven", r.proven[i].item<bool>()},
+          {"lower", finite_or_null(r.lower[i].item<double>())},
+          {"upper", finite_or_null(r.upper[i].item<double>())},
+          {"target", r.target[i].item<int64_t>()},
+      };
+      extra.update(r.details.at(i));
+      batch.extra.push_back(std::move(extra));
+    }
+    return batch;
+  }
+
+ private:
+  std::unique_ptr<ExactMilp> exact_;
+};
+
 }  // namespace
 
 std::vector<std::string> method_names() {
@@ -193,6 +255,7 @@ std::vector<std::string> method_names() {
   for (const auto& name : bound_names()) {
     names.push_back(name);
   }
+  names.push_back("exact-milp");
   return names;
 }
 
@@ -218,6 +281,9 @@ std::unique_ptr<Method> make_method(
   }
   if (is_attack(name)) {
     return std::make_unique<AttackMethod>(name, make_attack(name, p, options.attack));
+  }
+  if (name == "exact-milp") {
+    return std::make_unique<ExactMethod>(name, std::make_unique<ExactMilp>(p, options.milp, options.attack));
   }
   const bool starts = name == "theorem1-sampled" && options.bound.sampled.domain_starts > 0;
   return std::make_unique<BoundMethod>(name, make_bound(name, p, options.bound), starts);

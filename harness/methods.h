@@ -15,6 +15,7 @@
 
 #include "attacks/attack.h"
 #include "bounds/bound.h"
+#include "bounds/exact_milp.h"
 #include "bounds/options.h"
 #include "core/norm.h"
 #include "models/model.h"
@@ -24,23 +25,25 @@ namespace bb {
 struct MethodOptions {
   AttackOptions attack;
   BoundOptions bound;
+  MilpOptions milp;  // exact-milp (bounds/exact_milp.h)
 };
 
-// Attack keys (pgd.*, deepfool.*, search.*, refine.*), then the bound keys of
-// bounds/options.h.
+// Attack keys (pgd.*, deepfool.*, fmn.*, search.*, refine.*), then the bound keys of
+// bounds/options.h, then the exact MILP's (milp.*).
 std::vector<OptionField> option_fields(MethodOptions& options);
 // An unknown key lists every valid one; a bad value names the key.
 void set_option(MethodOptions& options, const std::string& key, const std::string& text);
 std::string option_text(const MethodOptions& options, const std::string& key);
 void validate(const MethodOptions& options);
 
-enum class MethodKind { Attack, Bound };
-const char* kind_name(MethodKind kind);  // "attack", "bound"
+// Exact: the exact minimal distortion (exact-milp), a value only where proven.
+enum class MethodKind { Attack, Bound, Exact };
+const char* kind_name(MethodKind kind);  // "attack", "bound", "exact"
 
 // One batch of one method.
 struct MethodBatch {
-  torch::Tensor value;      // float64 [N] on the CPU: distortion (NaN where it failed) or bound
-  torch::Tensor success;    // bool [N]: attack succeeded / bound finite
+  torch::Tensor value;      // float64 [N] on the CPU: distortion (NaN where it failed), bound, or exact minimum
+  torch::Tensor success;    // bool [N]: attack succeeded / bound finite / exact minimum proven
   torch::Tensor gradients;  // int64 [N]
   double seconds = 0;       // wall time of the batch (device synchronised)
   std::vector<nlohmann::json> extra;  // per sample: fields only this kind has (bounds: target, radius, ...)
@@ -77,7 +80,8 @@ class Method {
   std::string key_;
 };
 
-// Attacks (attack_names(): minimal-distortion forms) then bounds (bound_names()).
+// Attacks (attack_names(): minimal-distortion forms), bounds (bound_names()),
+// then the exact MILP (exact-milp).
 std::vector<std::string> method_names();
 bool is_attack(const std::string& name);
 // An unknown name is a bb::Error listing every valid one. With

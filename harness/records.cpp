@@ -117,7 +117,14 @@ double percentile(std::vector<double> values, double q) {
 Summary summarise(const std::vector<nlohmann::json>& records) {
   using Key = std::tuple<std::string, std::string, int64_t>;  // model, norm, sample
   std::map<Key, double> reference;
+  std::map<Key, double> exact;  // proven exact values
   for (const auto& r : records) {
+    if (r.value("kind", "") == "exact" && r.value("success", false)) {
+      const double v = number(r, "value");
+      if (std::isfinite(v)) {
+        exact[{r.value("model", ""), r.value("norm", ""), r.value("sample", int64_t{-1})}] = v;
+      }
+    }
     if (r.value("kind", "") == "attack" && r.value("success", false)) {
       const double v = number(r, "value");
       if (std::isfinite(v)) {
@@ -163,8 +170,20 @@ Summary summarise(const std::vector<nlohmann::json>& records) {
     }
     g.seconds.push_back(number(r, "seconds"));
     g.gradients += number(r, "gradients");
-    const auto ref = reference.find({model, norm, r.value("sample", int64_t{-1})});
+    const int64_t sample = r.value("sample", int64_t{-1});
+    // A bound above the proven exact value: counted whether or not an
+    // attack reached the sample (its tightness needs one).
+    const auto known = exact.find({model, norm, sample});
+    const bool above_exact = g.row.kind == "bound" && success && known != exact.end() &&
+        v > known->second * (1 + kExactTolerance);
+    const auto ref = reference.find({model, norm, sample});
     if (ref == reference.end() || (attack && !success)) {
+      if (above_exact) {
+        ++g.row.violations;
+        if (g.row.certified) {
+          summary.violations.push_back({model, norm, sample, method, v, known->second, "exact"});
+        }
+      }
       continue;
     }
     ++g.with_reference;
@@ -173,10 +192,14 @@ Summary summarise(const std::vector<nlohmann::json>& records) {
     }
     const double t = v / ref->second;
     g.tightness.push_back(t);
-    if (!attack && t > 1) {
+    // An exact value matches the best attack up to rounding; one above it by
+    // more is a bug, as is any bound above either.
+    const bool above_attack = g.row.kind == "exact" ? t > 1 + kExactTolerance : !attack && t > 1;
+    if (above_attack || above_exact) {
       ++g.row.violations;
       if (g.row.certified) {
-        summary.violations.push_back({model, norm, r.value("sample", int64_t{-1}), method, v, ref->second});
+        summary.violations.push_back(above_attack ? Violation{model, norm, sample, method, v, ref->second, "attack"}
+                                                  : Violation{model, norm, sample, method, v, known->second, "exact"});
       }
     }
   }
@@ -193,14 +216,16 @@ Summary summarise(const std::vector<nlohmann::json>& records) {
     row.gradients_per_sample = g.gradients / static_cast<double>(row.samples);
     ordered.push_back(&g);
   }
-  // By model and norm as they first appear, attacks before bounds, then the
-  // certified bounds, each kind in order of appearance.
+  // By model and norm as they first appear: attacks, the exact value, the
+  // certified bounds, then the estimated ones, each kind in order of appearance.
   std::map<std::pair<std::string, std::string>, size_t> first;
   for (auto* g : ordered) {
     auto [it, fresh] = first.try_emplace({g->row.model, g->row.norm}, g->order);
     it->second = std::min(it->second, g->order);
   }
-  auto rank = [](const SummaryRow& row) { return row.kind == "attack" ? 0 : row.certified ? 1 : 2; };
+  auto rank = [](const SummaryRow& row) {
+    return row.kind == "attack" ? 0 : row.kind == "exact" ? 1 : row.certified ? 2 : 3;
+  };
   std::stable_sort(ordered.begin(), ordered.end(), [&](const Group* a, const Group* b) {
     const size_t fa = first.at({a->row.model, a->row.norm});
     const size_t fb = first.at({b->row.model, b->row.norm});
@@ -210,6 +235,14 @@ Summary summarise(const std::vector<nlohmann::json>& records) {
     summary.rows.push_back(g->row);
   }
   return summary;
+}
+
+std::string describe(const Violation& v) {
+  const bool exact = v.method == "exact-milp";
+  return fmt::format(
+      "{} {} sample {} {}: {} {:.6g} > {} {:.6g}", v.model, v.norm, v.sample, v.method,
+      exact ? "exact minimum" : "bound", v.bound,
+      v.against == "exact" ? "proven exact minimum" : "smallest attack distortion", v.reference);
 }
 
 std::string summary_csv(const Summary& summary) {
@@ -241,7 +274,7 @@ std::string summary_table(const Summary& summary) {
           "\n{}\n  {:<34} {:<9} {:>7} {:>10} {:>8} {:>15} {:>6} {:>9} {:>9}\n", heading, "method", "kind",
           "samples", "median", "tight.", "(p10, p90)", "above", "s/sample", "grad/smp");
     }
-    const std::string kind = r.kind == "attack" ? "attack" : r.certified ? "certified" : "estimated";
+    const std::string kind = r.kind == "attack" || r.kind == "exact" ? r.kind : r.certified ? "certified" : "estimated";
     const std::string spread = std::isfinite(r.p10_tightness)
         ? fmt::format("({:.3f}, {:.3f})", r.p10_tightness, r.p90_tightness) : std::string("-");
     out += fmt::format(

@@ -10,20 +10,31 @@
 //   label, predicted   true and predicted class at the clean image
 //   method        registry name: "pgd", "deepfool", "local-ball-interval-crown"
 //   name          the full name with every option: "pgd-Linf(steps=40,...)+search(...)+refine(steps=20)"
-//   kind          "attack" or "bound"
-//   certified     bounds: whether the bound is certified; attacks: false
-//   success       attacks: an adversarial example was found; bounds: value is finite
+//   kind          "attack", "bound" or "exact" (exact-milp)
+//   certified     bounds: whether the bound is certified; attacks: false; exact: true
+//   success       attacks: an adversarial example was found; bounds: value is finite;
+//                 exact: the minimum was proven
 //   value         attacks: the distortion ||x_adv - x||_p (null when it failed);
-//                 bounds: the lower bound (null when not finite)
+//                 bounds: the lower bound (null when not finite);
+//                 exact: the proven minimal distortion (null when not proven)
 //   seconds       this sample's share of its batch's wall time
 //   gradients     gradient evaluations spent on this sample
 //   seed          the run's seed
 //   bounds also: target (minimising class), grad_norm, radius, and
 //   fit_rejected (CLEVER-based bounds only)
+//   exact also: proven, lower and upper (the bracket: both equal value when
+//   proven; null where infinite), target (the minimiser's class, -1: none),
+//   milp_seconds (the sample's own MILP time), nodes (branch-and-bound nodes),
+//   classes (MILPs solved), skipped (classes the pre-activation bounds
+//   excluded), binaries (unstable ReLUs), incumbent (the attacks' distortion
+//   that set the ball), recheck (ok, failed or none), distance64 and margin64
+//   (the minimiser's distance and f_j - f_c in float64), margin_model (the
+//   same margin in the model's own dtype)
 //
 // The reference distortion of a (model, norm, sample) is the smallest value
 // among its successful attack records; tightness = value / reference (for an
-// attack: >= 1, 1 for the best attack of that sample).
+// attack: >= 1, 1 for the best attack of that sample; for a proven exact
+// value: <= 1).
 //
 // summary.csv — one row per (model, norm, method), RFC 4180 (the name is
 // quoted), empty fields where a figure does not exist:
@@ -37,8 +48,12 @@
 //                   the attack succeeded); medians are the usual median (mean
 //                   of the two middle values for an even count), p10/p90 by
 //                   linear interpolation (NumPy's default)
-//   violations      bounds: samples with tightness > 1 (an estimated bound above
-//                   an attack, or a certified one: a soundness bug); attacks: 0
+//   violations      bounds: samples with tightness > 1, or above the proven exact
+//                   value of the sample (an estimated bound above either, or a
+//                   certified one: a soundness bug); exact: proven values above
+//                   the smallest attack distortion (a bug: the exact value is the
+//                   minimum); both compared with exact values up to
+//                   kExactTolerance; attacks: 0
 //   violation_rate  violations / samples with a reference
 //   median_seconds  median of the per-sample seconds
 //   gradients_per_sample  mean gradient evaluations per sample
@@ -94,15 +109,28 @@ struct SummaryRow {
   std::string name;
 };
 
-// A certified bound above the smallest distortion an attack reached.
+// Relative tolerance of the comparisons with a proven exact value. The MILP
+// is solved to 1e-9 on the float64 network; the attacks and the bounds read
+// the model in its own dtype (float32 for the zoo), whose decision boundary
+// lies elsewhere by the logits' rounding over the margin's slope: measured
+// up to 5e-6 relative on a random float32 MLP (tests/test_exact_milp.cpp).
+constexpr double kExactTolerance = 1e-4;
+
+// A certified bound above the smallest distortion an attack reached or above
+// the proven exact value of the sample, or a proven exact value above the
+// smallest attack distortion (method is then exact-milp).
 struct Violation {
   std::string model;
   std::string norm;
   int64_t sample = 0;
   std::string method;
-  double bound = 0;
-  double reference = 0;
+  double bound = 0;      // the bound (or the exact value)
+  double reference = 0;  // what it exceeds
+  std::string against = "attack";  // "attack": the smallest attack distortion; "exact": the proven exact value
 };
+// One line: "mnist-mlp-small-relu Linf sample 3 crown-radius: bound 0.031 >
+// proven exact minimum 0.030".
+std::string describe(const Violation& violation);
 
 struct Summary {
   std::vector<SummaryRow> rows;        // by model, norm, kind (attacks first), method, in order of appearance

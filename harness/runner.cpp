@@ -155,8 +155,15 @@ Selected select_samples(
   return {torch::cat(index), torch::cat(predicted)};
 }
 
+}  // namespace
+
 // The keys on which two configurations differ, with both values.
-std::vector<std::string> differing_keys(const nlohmann::json& a, const nlohmann::json& b, const std::string& prefix = "") {
+std::vector<std::string> differing_keys(
+    const nlohmann::json& a,
+    const nlohmann::json& b,
+    const std::string& a_label,
+    const std::string& b_label,
+    const std::string& prefix) {
   std::vector<std::string> out;
   std::set<std::string> keys;
   for (const auto& [k, v] : a.items()) {
@@ -169,15 +176,17 @@ std::vector<std::string> differing_keys(const nlohmann::json& a, const nlohmann:
     const auto va = a.contains(key) ? a.at(key) : nlohmann::json();
     const auto vb = b.contains(key) ? b.at(key) : nlohmann::json();
     if (va.is_object() && vb.is_object()) {
-      for (auto& d : differing_keys(va, vb, prefix + key + ".")) {
+      for (auto& d : differing_keys(va, vb, a_label, b_label, prefix + key + ".")) {
         out.push_back(d);
       }
     } else if (va != vb) {
-      out.push_back(fmt::format("{}{} ({} there, {} here)", prefix, key, va.dump(), vb.dump()));
+      out.push_back(fmt::format("{}{} ({} {}, {} {})", prefix, key, va.dump(), a_label, vb.dump(), b_label));
     }
   }
   return out;
 }
+
+namespace {
 
 void write_json(const fs::path& path, const nlohmann::json& value) {
   write_atomically(path.string(), value.dump(2) + "\n");
@@ -294,8 +303,76 @@ std::string default_run_folder(const std::string& parent) {
   }
 }
 
+Shard parse_shard(const std::string& text, const std::string& option) {
+  const size_t slash = text.find('/');
+  const auto integer = [](const std::string& part, int64_t& value) {
+    if (part.empty() || part.size() > 9 || part.find_first_not_of("0123456789") != std::string::npos) {
+      return false;
+    }
+    value = std::stoll(part);
+    return true;
+  };
+  Shard shard;
+  BB_CHECK(
+      slash != std::string::npos && integer(text.substr(0, slash), shard.index) &&
+          integer(text.substr(slash + 1), shard.count),
+      "{}: expected I/N (shard I of N, counted from 0: 0/4 to 3/4), got '{}'",
+      option,
+      text);
+  BB_CHECK(shard.count >= 1, "{} {}: the number of shards must be at least 1", option, text);
+  BB_CHECK(
+      shard.index < shard.count,
+      "{} {}: shards are counted from 0: I must be below N (0 to {})",
+      option,
+      text,
+      shard.count - 1);
+  return shard;
+}
+
+std::string shard_name(const Shard& shard) {
+  return fmt::format("{}/{}", shard.index, shard.count);
+}
+
+namespace {
+
+int64_t batches_per_norm(const RunConfig& config) {
+  return (config.samples + config.batch - 1) / config.batch;
+}
+
+// Unit b of (model m, norm k), numbered in the unsharded run's order.
+int64_t unit_number(const RunConfig& config, size_t m, size_t k, int64_t b) {
+  return (static_cast<int64_t>(m * config.norms.size() + k)) * batches_per_norm(config) + b;
+}
+
+}  // namespace
+
+std::vector<WorkUnit> work_units(const RunConfig& config) {
+  return shard_units(config, Shard{});
+}
+
+std::vector<WorkUnit> shard_units(const RunConfig& config, const Shard& shard) {
+  BB_CHECK(config.samples > 0 && config.batch > 0, "work units: samples and batch must be positive");
+  std::vector<WorkUnit> units;
+  const int64_t batches = batches_per_norm(config);
+  for (size_t m = 0; m < config.models.size(); ++m) {
+    for (size_t k = 0; k < config.norms.size(); ++k) {
+      for (int64_t b = 0; b < batches; ++b) {
+        if (shard.takes(unit_number(config, m, k, b))) {
+          units.push_back({m, k, b * config.batch, std::min(config.samples, (b + 1) * config.batch)});
+        }
+      }
+    }
+  }
+  return units;
+}
+
 RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
   validate(config);
+  const Shard& shard = options.shard;
+  BB_CHECK(
+      !shard.active() || (shard.index >= 0 && shard.index < shard.count),
+      "--shard {}: shards are counted from 0 to N - 1",
+      shard_name(shard));
   const torch::Device device = parse_device(config.device);
   const bool folder = !options.out.empty();
   const std::string data_dir = config.data_dir.empty() ? default_data_dir() : config.data_dir;
@@ -333,7 +410,7 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
         run.is_object() && run.contains("config"),
         "--resume {}: run.json is damaged (no configuration)",
         options.out);
-    const auto differences = differing_keys(run.at("config"), configuration);
+    const auto differences = differing_keys(run.at("config"), configuration, "there", "here");
     BB_CHECK(
         differences.empty(),
         "--resume {}: that run has another configuration: {}",
@@ -349,6 +426,37 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
         fs::resize_file(records_path, complete);
       }
     }
+    // A shard continues as the same shard, cut in the same batches.
+    const nlohmann::json before = run.value("shard", nlohmann::json());
+    if (before.is_object()) {
+      const Shard was{before.value("index", int64_t{-1}), before.value("count", int64_t{-1})};
+      BB_CHECK(
+          shard.active(),
+          "--resume {}: that run is shard {} (give --shard {} again)",
+          options.out,
+          shard_name(was),
+          shard_name(was));
+      BB_CHECK(
+          was.index == shard.index && was.count == shard.count,
+          "--resume {}: that run is shard {}, not {}",
+          options.out,
+          shard_name(was),
+          shard_name(shard));
+      BB_CHECK(
+          before.value("batch", int64_t{-1}) == config.batch,
+          "--resume {}: shard {} was cut in batches of {} (give --batch {} again, not {})",
+          options.out,
+          shard_name(shard),
+          before.value("batch", int64_t{-1}),
+          before.value("batch", int64_t{-1}),
+          config.batch);
+    } else {
+      BB_CHECK(
+          !shard.active(),
+          "--resume {}: that run is not a shard (drop --shard {})",
+          options.out,
+          shard_name(shard));
+    }
     run["resumed"].push_back({{"at", now_iso()}, {"command_line", options.command_line}, {"records_before", done.size()}});
     run.erase("finished");
   } else {
@@ -360,6 +468,16 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
         {"models", nlohmann::json::object()},
         {"skipped", nlohmann::json::array()},
     };
+    if (shard.active()) {
+      run["shard"] = {
+          {"index", shard.index},
+          {"count", shard.count},
+          {"batch", config.batch},
+          {"units", shard_units(config, shard).size()},
+          {"total_units", unit_number(config, config.models.size(), 0, 0)},
+          {"selected", nlohmann::json::object()},
+      };
+    }
   }
   run["environment"]["batch"] = config.batch;
   RunOutcome outcome;
@@ -368,8 +486,11 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
     write_json(dir / "run.json", run);
     writer = std::make_unique<RecordWriter>(records_path.string());
   }
-  const int64_t units = static_cast<int64_t>(config.models.size() * config.norms.size() * config.methods.size()) *
-      config.samples;
+  int64_t units = 0;  // (sample, method) pairs of this run (or shard)
+  for (const auto& unit : shard_units(config, shard)) {
+    units += (unit.end - unit.begin) * static_cast<int64_t>(config.methods.size());
+  }
+  const int64_t batches = batches_per_norm(config);
   Progress progress(folder ? "run" : config.methods.front(), units, !options.quiet);
   int64_t units_done = 0;  // including the skipped and the already finished
   int64_t units_shown = 0;
@@ -390,12 +511,35 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
     }
     recorded = {{"sha256", model.sha256}, {"dataset", dataset}, {"source", model.source}};
     const Dataset& data = test_sets.at(dataset);
+    // Every shard selects the samples as the unsharded run does, then takes its units.
     const Selected selected = select_samples(model, data, config.samples, config.selection, device);
+    if (shard.active()) {
+      const auto index_of = selected.index.accessor<int64_t, 1>();
+      nlohmann::json indices = nlohmann::json::array();
+      for (int64_t i = 0; i < selected.index.size(0); ++i) {
+        indices.push_back(index_of[i]);
+      }
+      auto& recorded_selection = run["shard"]["selected"][model_name];
+      BB_CHECK(
+          recorded_selection.is_null() || recorded_selection == indices,
+          "--resume {}: model {} now selects other test images than when the shard started",
+          options.out,
+          model_name);
+      recorded_selection = indices;
+    }
     torch::Tensor starts;
     bool noted_draws_only = false;
     const std::string images = fmt::format("{} test images", dataset);
 
-    for (Norm p : config.norms) {
+    for (size_t k = 0; k < config.norms.size(); ++k) {
+      const Norm p = config.norms[k];
+      // This shard's samples of (model, norm): none means only the methods' checks run here.
+      int64_t shard_samples = 0;
+      for (int64_t b = 0; b < batches; ++b) {
+        if (shard.takes(unit_number(config, m, k, b))) {
+          shard_samples += std::min(config.samples, (b + 1) * config.batch) - b * config.batch;
+        }
+      }
       Stopwatch block(device);
       const int64_t written_before = outcome.records_written;
       std::vector<std::unique_ptr<Method>> methods;
@@ -414,12 +558,12 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
           if (!options.quiet) {
             std::cerr << fmt::format("skipped {} on {} ({}): {}\n", name, model_name, norm_name(p), e.what());
           }
-          units_done += config.samples;
+          units_done += shard_samples;
           continue;
         }
         // On a ReLU network the gradient is piecewise constant: the sampled
         // maximum has nothing to climb, and says so once per model.
-        if (!options.quiet && !noted_draws_only && config.options.bound.sampled.ascent_steps > 0 &&
+        if (!options.quiet && shard_samples > 0 && !noted_draws_only && config.options.bound.sampled.ascent_steps > 0 &&
             method->name().find("sampled(") != std::string::npos && piecewise_linear(model)) {
           noted_draws_only = true;
           std::cerr << fmt::format(
@@ -427,7 +571,7 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
               "maximum uses draws only (no gradient ascent)\n",
               model_name);
         }
-        if (method->wants_starts() && !starts.defined()) {
+        if (method->wants_starts() && !starts.defined() && shard_samples > 0) {
           const Dataset train = load_dataset(dataset, "train", data_dir);
           starts = train.images.slice(0, 0, config.options.bound.sampled.domain_starts).to(device);
         }
@@ -436,7 +580,11 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
       if (folder) {
         write_json(dir / "run.json", run);
       }
-      for (int64_t start = 0; start < config.samples; start += config.batch) {
+      for (int64_t b = 0; b < batches; ++b) {
+        if (!shard.takes(unit_number(config, m, k, b))) {
+          continue;  // another shard's unit
+        }
+        const int64_t start = b * config.batch;
         const int64_t end = std::min(config.samples, start + config.batch);
         const auto index = selected.index.slice(0, start, end);
         const auto predicted = selected.predicted.slice(0, start, end);
@@ -515,7 +663,7 @@ RunOutcome run_suite(const RunConfig& config, const RunOptions& options) {
         }
       }
       // Without a terminal (a log, a batch job): one plain line per model and norm.
-      if (folder && !options.quiet && !Progress::enabled()) {
+      if (folder && !options.quiet && !Progress::enabled() && shard_samples > 0) {
         std::cerr << fmt::format(
             "{} {}: {} records in {:.1f} s ({} of {} samples x methods done)\n", model_name, norm_name(p),
             outcome.records_written - written_before, block.seconds(), units_done, units);

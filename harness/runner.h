@@ -42,15 +42,61 @@ struct RunConfig {
 // What identifies a run's results (everything but --batch, the data folder
 // and the output options): a resume folder must match it key for key.
 nlohmann::json config_json(const RunConfig& config);
+// The keys (nested ones as "options.pgd.steps") on which two configurations
+// differ, each with both values: `seed (5 there, 6 here)` for the labels
+// "there" and "here".
+std::vector<std::string> differing_keys(
+    const nlohmann::json& a,
+    const nlohmann::json& b,
+    const std::string& a_label,
+    const std::string& b_label,
+    const std::string& prefix = "");
 // Checks names and values before any work (unknown models, methods, norms,
 // options, selection; counts >= 1): a bb::Error naming the option.
 void validate(const RunConfig& config);
+
+// boundbench run --shard I/N: one slice of a run, for a cluster's job array
+// (boundbench merge joins the shard folders into one run folder).
+//
+// The work of a run is cut into units: one per (model, norm, batch of
+// samples), in the order the unsharded run takes them (model, then norm,
+// then batch: samples [k * batch, (k + 1) * batch) of the model's selected
+// samples). Shard I of N takes units I, I + N, I + 2N, ... (round robin, so
+// that every shard gets a share of the cheap and the costly models). The
+// slice depends on the configuration and --batch only; every shard selects
+// the samples exactly as the unsharded run does and then takes its units.
+// Keeping the unsharded run's batches makes a shard's records bit for bit
+// those of the unsharded run with the same --batch.
+struct Shard {
+  int64_t index = 0;
+  int64_t count = 0;  // 0: not a shard (the whole run)
+  bool active() const { return count > 0; }
+  bool takes(int64_t unit) const { return !active() || unit % count == index; }
+};
+// "I/N" with 0 <= I < N: a bb::Error naming `option` otherwise.
+Shard parse_shard(const std::string& text, const std::string& option = "--shard");
+std::string shard_name(const Shard& shard);  // "1/3"
+
+// The units of a run in their order, and how many there are.
+struct WorkUnit {
+  size_t model = 0;    // index into RunConfig::models
+  size_t norm = 0;     // index into RunConfig::norms
+  int64_t begin = 0;   // positions in the model's selected samples
+  int64_t end = 0;
+};
+std::vector<WorkUnit> work_units(const RunConfig& config);
+// The units shard `shard` runs (every unit when it is not active).
+std::vector<WorkUnit> shard_units(const RunConfig& config, const Shard& shard);
 
 struct RunOptions {
   std::string out;           // the run folder: must not exist, or be empty; "": records in memory only
   bool resume = false;       // continue the run in `out` (its run.json must match)
   bool quiet = false;        // no progress, no table
   std::string command_line;  // recorded in run.json
+  // Run only this shard's units; run.json records it ("shard": index, count,
+  // batch, the shard's units and the samples selected per model), and a
+  // resume must give the same shard and --batch.
+  Shard shard{};
 };
 
 struct RunOutcome {

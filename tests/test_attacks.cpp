@@ -227,6 +227,7 @@ TEST(Pgd, FeasibleDirectionsDropOnlyBlockedCoordinates) {
   EXPECT_TRUE(torch::equal(feasible_descent(g, zb, Box{0, 1})[0], descent));
 }
 
+// FGSM is PGD with one step of size epsilon on the margin loss, from x.
 TEST(Pgd, FgsmIsOneStepWithoutRandomStart) {
   auto model = small_network();
   auto x = torch::rand({10, 1, 4, 4}, torch::kFloat64);
@@ -237,6 +238,7 @@ TEST(Pgd, FgsmIsOneStepWithoutRandomStart) {
     options.steps = 1;
     options.rel_stepsize = 1.0;
     options.random_start = false;
+    options.loss = "margin";
     auto one_step = Pgd(p, options).run(model, x, c, eps);
     auto fgsm = make_fixed_budget_attack("fgsm", p)->run(model, x, c, eps);
     EXPECT_TRUE(torch::equal(one_step.x_adv, fgsm.x_adv)) << norm_name(p);

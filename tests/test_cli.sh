@@ -74,7 +74,7 @@ expect_error "--seed: expected an integer from 0 to 18446744073709551615, got '-
 expect_error "--seed: expected an integer from 0 to 18446744073709551615, got '1.5'" train --model mnist-mlp-relu --seed 1.5 --out "$work/never.pt"
 expect_error "--samples 1000000: the mnist test split has 10000 images" attack --model mnist-mlp-relu --attack fgsm --norm inf --eps 0.1 --samples 1000000
 expect_error "--norm: unknown norm '3'" attack --model mnist-mlp-relu --attack pgd --norm 3
-expect_error "unknown attack 'cw' (valid: fgsm, pgd, deepfool)" attack --model mnist-mlp-relu --attack cw --norm 2
+expect_error "unknown attack 'cw' (valid: fgsm, pgd, deepfool, fmn)" attack --model mnist-mlp-relu --attack cw --norm 2
 expect_error "'deepfool' is not a fixed-budget attack" attack --model mnist-mlp-relu --attack deepfool --norm 2 --eps 0.1
 expect_error "unknown model 'lenet'" attack --model lenet --attack pgd --norm 2
 expect_error "do not fit model mnist-mlp-relu" attack --model mnist-mlp-relu --dataset cifar10 --attack pgd --norm 2
