@@ -6,6 +6,7 @@
 #include "bench/cli.h"
 #include "core/error.h"
 #include "harness/compare.h"
+#include "harness/micro_compare.h"
 
 namespace bb::cli {
 
@@ -13,6 +14,7 @@ int run_compare(const Args& args) {
   namespace po = boost::program_options;
   CompareOptions compare;
   bool ignore_time = false;
+  std::string metric = "time";
   po::options_description options("boundbench compare");
   options.add_options()
       ("tightness-tol", po::value(&compare.tightness_tol)->default_value(0.05, "0.05"),
@@ -21,7 +23,9 @@ int run_compare(const Args& args) {
        "an attack regresses when its median distortion rises above BASE's x (1 + this)")
       ("time-tol", po::value(&compare.time_tol)->default_value(0.5, "0.5"),
        "a method regresses when its median seconds per sample rise above BASE's x (1 + this)")
-      ("ignore-time", po::bool_switch(&ignore_time), "do not compare times (they are still printed)");
+      ("ignore-time", po::bool_switch(&ignore_time), "do not compare times (they are still printed)")
+      ("metric", po::value(&metric)->default_value("time"),
+       "runtime-suite JSON only: time (per iteration) or ratio (ratio_to_fwd_bwd, comparable across machines)");
   const std::string usage =
       "usage: boundbench compare BASE NEW [--tightness-tol T] [--distortion-tol D]\n"
       "                          [--time-tol R | --ignore-time]\n"
@@ -59,6 +63,29 @@ int run_compare(const Args& args) {
       "compare: expected BASE and NEW (two run folders or summary.csv files), got {} path{}",
       paths.size(),
       paths.size() == 1 ? "" : "s");
+  const bool json0 = looks_like_micro_json(paths[0]);
+  const bool json1 = looks_like_micro_json(paths[1]);
+  BB_CHECK(
+      json0 == json1,
+      "compare: {} is a runtime-suite JSON file but {} is not: compare two run folders (or summary.csv files) or "
+      "two JSON files",
+      json0 ? paths[0] : paths[1],
+      json0 ? paths[1] : paths[0]);
+  if (json0) {
+    MicroCompareOptions micro;
+    micro.time_tol = compare.time_tol;
+    micro.distortion_tol = compare.distortion_tol;
+    micro.tightness_tol = compare.tightness_tol;
+    micro.check_time = !ignore_time;
+    micro.metric = metric;
+    check_micro_compare_options(micro);
+    const MicroFile base = read_micro_json(paths[0]);
+    const MicroFile current = read_micro_json(paths[1]);
+    const MicroComparison comparison = compare_micro(base, current, micro);
+    std::cout << format_micro_comparison(comparison, micro);
+    return comparison.passed() ? 0 : 1;
+  }
+  BB_CHECK(values["metric"].defaulted(), "--metric: only for runtime-suite JSON files");
   compare.check_time = !ignore_time;
   check_compare_options(compare);
   const SummaryFile base = read_summary_csv(paths[0]);

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "bench/cli.h"
+#include "core/row_kernels.h"
 #include "core/error.h"
 #include "core/runtime.h"
 #include "datasets/dataset.h"
@@ -254,6 +255,7 @@ int main(int argc, char** argv) {
       if (name == command.name) {
         bb::configure_allocator();
         bb::configure_threads();
+        bb::detail::row_kernel_isa();  // applies BB_ROW_KERNELS: a bad name fails here, naming it
         return command.run(args);
       }
     }

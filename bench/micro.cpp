@@ -1,4 +1,9 @@
-// Micro-benchmarks (Google Benchmark 1.7.1): the cost of attack steps as a
+// Micro-benchmarks (Google Benchmark 1.7.1). Two suites:
+//   --suite registry (the default): every method of the harness's registry
+//     on every zoo model at batches 1, 16 and 128, norms 2 and inf, with
+//     counters (bench/micro_suite.h): the runtime suite, compared against a
+//     committed baseline with `boundbench compare BASE.json NEW.json`;
+//   --suite steps: the cost of attack steps as a
 // ratio to the physical limit on the same batch, one forward plus backward
 // pass of the model, and of whole attack runs as a ratio to the gradient
 // evaluations they make. Each iteration times the step or run and, paired
@@ -6,8 +11,10 @@
 // The attacks come from the public registries (attacks/attack.h) and are
 // timed through their public run, as the command line runs them.
 //
-//   build/boundbench_micro [--models a,b] [--batch 100] [--device cpu]
-//                          [--benchmark_out=results/micro.json --benchmark_out_format=json]
+//   build/boundbench_micro [--suite registry|steps] [--models a,b] [--device cpu]
+//                          [--batches 1,16,128] [--norms 2,inf] [--methods all] [--set key=value]...
+//                          [--batch 100] (steps)
+//                          [--benchmark_out=results/micro/NAME.json --benchmark_out_format=json]
 #include <iostream>
 #include <sstream>
 
@@ -17,12 +24,14 @@
 
 #include "attacks/attack.h"
 #include "attacks/fmn.h"
-#include "attacks/pgd.h"  // margin_loss_gradient and Pgd's options (step kernel alone), the loss names
+#include "attacks/pgd.h"
+#include "bench/micro_suite.h"  // margin_loss_gradient and Pgd's options (step kernel alone), the loss names
 #include "bounds/bound.h"
 #include "bounds/interval_jacobian.h"
 #include "bounds/preactivation.h"
 #include "bounds/sources.h"
 #include "core/error.h"
+#include "core/row_kernels.h"
 #include "core/runtime.h"
 #include "models/zoo.h"
 
@@ -353,16 +362,33 @@ std::vector<std::string> split(const std::string& text) {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   namespace po = boost::program_options;
+  std::string suite;
   std::string models_text;
   std::string device_name;
+  std::string batches_text;
+  std::string norms_text;
+  std::string methods_text;
+  std::vector<std::string> sets;
+  double max_seconds = 0;
+  int64_t iterations = 0;
   int64_t batch = 0;
   int64_t bound_samples = 0;
   po::options_description options("boundbench_micro (plus the --benchmark_* flags)");
   options.add_options()
-      ("models", po::value(&models_text)->default_value("mnist-mlp-relu,mnist-cnn-relu,cifar10-cnn-relu"),
-       "zoo models, comma-separated")
-      ("batch", po::value(&batch)->default_value(100), "images per batch")
-      ("bound-samples", po::value(&bound_samples)->default_value(4), "images per bound benchmark")
+      ("suite", po::value(&suite)->default_value("registry"),
+       "registry (every method of the registry, bench/micro_suite.h) or steps (attack steps, kernels)")
+      ("models", po::value(&models_text)->default_value(""),
+       "zoo models, comma-separated (registry: every zoo model; steps: mnist-mlp-relu,mnist-cnn-relu,cifar10-cnn-relu)")
+      ("batches", po::value(&batches_text)->default_value("1,16,128"), "registry: batch sizes, ascending")
+      ("norms", po::value(&norms_text)->default_value("2,inf"), "registry: norms")
+      ("methods", po::value(&methods_text)->default_value("all"),
+       "registry: method names, or all (every attack and bound: exact-milp only when named), attacks, bounds")
+      ("set", po::value(&sets)->composing(), "registry: a method option, key=value (--set pgd.steps=100); repeatable")
+      ("max-seconds", po::value(&max_seconds)->default_value(20, "20"),
+       "registry: skip a benchmark predicted (from its smaller batches) to take longer")
+      ("iterations", po::value(&iterations)->default_value(1), "registry: runs per method benchmark")
+      ("batch", po::value(&batch)->default_value(100), "steps: images per batch")
+      ("bound-samples", po::value(&bound_samples)->default_value(4), "steps: images per bound benchmark")
       ("device", po::value(&device_name)->default_value("cpu"), "cpu, cuda or cuda:N")
       ("help,h", "print this help");
   try {
@@ -373,6 +399,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     po::notify(values);
+    BB_CHECK(suite == "registry" || suite == "steps", "--suite: unknown '{}' (valid: registry, steps)", suite);
     BB_CHECK(batch > 0, "--batch: must be positive, got {}", batch);
     BB_CHECK(
         bound_samples > 0 && bound_samples <= batch,
@@ -384,9 +411,64 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("device", device.str());
     benchmark::AddCustomContext("libtorch", bb::torch_version());
     benchmark::AddCustomContext("threads", std::to_string(at::get_num_threads()));
-    benchmark::AddCustomContext("batch", std::to_string(batch));
+    if (suite == "steps") {
+      benchmark::AddCustomContext("batch", std::to_string(batch));
+    }
     if (device.is_cpu()) {
       benchmark::AddCustomContext("row_kernels", bb::detail::row_kernel_isa());
+    }
+    benchmark::AddCustomContext("suite", suite);
+    if (suite == "registry") {
+      bb::micro::SuiteOptions o;
+      o.device = device;
+      o.models = split(models_text);
+      if (o.models.empty()) {
+        for (const auto& m : bb::read_manifest(bb::default_zoo_dir())["models"]) {
+          o.models.push_back(m.at("name").get<std::string>());
+        }
+      }
+      for (const auto& b : split(batches_text)) {
+        size_t used = 0;
+        int64_t value = 0;
+        try {
+          value = std::stoll(b, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        BB_CHECK(used == b.size() && used > 0, "--batches: expected positive integers, got '{}'", b);
+        o.batches.push_back(value);
+      }
+      for (const auto& p : split(norms_text)) {
+        o.norms.push_back(bb::parse_norm(p, "--norms"));
+      }
+      for (const auto& name : split(methods_text)) {
+        if (name == "all" || name == "attacks" || name == "bounds") {
+          for (const auto& m : bb::method_names()) {
+            const bool attack = bb::is_attack(m);
+            if (m != "exact-milp" && (name == "all" || attack == (name == "attacks"))) {
+              o.methods.push_back(m);
+            }
+          }
+        } else {
+          o.methods.push_back(name);
+        }
+      }
+      for (const auto& kv : sets) {
+        const auto eq = kv.find('=');
+        BB_CHECK(eq != std::string::npos && eq > 0, "--set: expected key=value, got '{}'", kv);
+        bb::set_option(o.options, kv.substr(0, eq), kv.substr(eq + 1));
+      }
+      o.max_seconds = max_seconds;
+      o.iterations = iterations;
+      benchmark::AddCustomContext("batches", batches_text);
+      benchmark::AddCustomContext("max_seconds", fmt::format("{:g}", max_seconds));
+      bb::micro::register_suite(o);
+      benchmark::RunSpecifiedBenchmarks();
+      benchmark::Shutdown();
+      return 0;
+    }
+    if (models_text.empty()) {
+      models_text = "mnist-mlp-relu,mnist-cnn-relu,cifar10-cnn-relu";
     }
     for (const auto& name : split(models_text)) {
       Setup s = make_setup(name, batch, device);

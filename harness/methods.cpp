@@ -31,6 +31,8 @@ std::vector<OptionField> option_fields(MethodOptions& o) {
       {"fmn.gamma_final", "FMN: last relative change of the norm budget (cosine annealing)", &o.attack.fmn.gamma_final},
       {"fmn.targets", "FMN: untargeted (one run), all (one run per class != c) or m (the m highest classes)",
        &o.attack.fmn.targets},
+      {"fmn.start_radius", "FMN: radius of the uniform random start in the attack's norm (0: from x; < 0: Linf 0.03, L2 0.5, "
+       "L1 5)", &o.attack.fmn.start_radius},
       {"search.eps0", "budget search: first budget (0: Linf 0.03, L2 0.5, L1 5)", &o.attack.search.initial_epsilon},
       {"search.doublings", "budget search: doublings at most (capped at the diameter of D)",
        &o.attack.search.max_doublings},

@@ -319,9 +319,11 @@ TEST(StrongerAttacks, ASampleGivesTheSameResultInAnyBatch) {
   options.attack.search.bisection_steps = 8;
   options.attack.fmn.steps = 20;
   const Model wrapped{model, "small", "0123456789abcdef", std::nullopt, "", {}};
-  for (const std::string name : {"pgd", "fmn"}) {
+  // FMN from x and from a random start (each sample's own stream).
+  for (const std::string name : {"pgd", "fmn", "fmn+start"}) {
+    options.attack.fmn.start_radius = name == "fmn+start" ? -1 : 0;
     for (Norm p : all_norms()) {
-      auto method = make_method(name, p, options);
+      auto method = make_method(name == "fmn+start" ? "fmn" : name, p, options);
       auto whole = method->run(wrapped, x, c, MethodContext{5, index, {}});
       EXPECT_GT(whole.success.sum().item<int64_t>(), 0) << method->name();
       for (auto rows : {torch::tensor({3}, torch::kInt64), torch::tensor({8, 1, 5, 0}, torch::kInt64)}) {
@@ -357,6 +359,9 @@ TEST(StrongerAttacks, RejectBadOptionsNamingTheKey) {
   o = MethodOptions{};
   set_option(o, "fmn.alpha", "-1");
   testing::expect_error([&] { make_method("fmn", Norm::L2, o); }, {"--fmn.alpha", "positive"});
+  o = MethodOptions{};
+  set_option(o, "fmn.start_radius", "nan");
+  testing::expect_error([&] { make_method("fmn", Norm::L2, o); }, {"--fmn.start_radius", "finite"});
   for (const std::string bad : {"0", "-1", "some", "3x", ""}) {
     o = MethodOptions{};
     set_option(o, "fmn.targets", bad);
@@ -394,7 +399,7 @@ TEST(StrongerAttacks, NamesPrintEveryKey) {
   const std::string pgd = make_method("pgd", Norm::L2, o)->name();
   EXPECT_NE(pgd.find("loss=dlr,restarts=5"), std::string::npos) << pgd;
   const std::string fmn = make_method("fmn", Norm::L1, o)->name();
-  EXPECT_EQ(fmn, "fmn-L1(steps=50,alpha=2,alpha_final=0.02,gamma=0.1,gamma_final=0.002,targets=3)+refine(steps=20)");
+  EXPECT_EQ(fmn, "fmn-L1(steps=50,alpha=2,alpha_final=0.02,gamma=0.1,gamma_final=0.002,targets=3,start=0)+refine(steps=20)");
 }
 
 }  // namespace

@@ -65,6 +65,9 @@ expect_error "unrecognised option '--ep'" attack --model mnist-mlp-relu --attack
 expect_error "unrecognised option '--data'" data --data mnist
 expect_error "unrecognised option '--epoch'" train --model mnist-mlp-relu --epoch 1 --out "$work/never.pt"
 
+# The row-kernel choice from the environment (core/row_kernels.h).
+BB_ROW_KERNELS=avx9000 expect_error "BB_ROW_KERNELS: row kernels: this CPU has no 'avx9000' variant" data --dataset mnist
+
 # Attacks: bad budgets, names and devices are refused before any work.
 expect_error "--eps: must be positive and finite, got -0.1" attack --model mnist-mlp-relu --attack pgd --norm inf --eps -0.1
 expect_error "--eps: must be positive and finite, got nan" attack --model mnist-mlp-relu --attack pgd --norm inf --eps nan

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "core/norm.h"
+#include "core/row_kernels.h"
 #include "tests/helpers.h"
 
 namespace bb {
@@ -148,13 +149,21 @@ TEST(NormProjection, ExactWhereBallThenClipIsNot) {
   EXPECT_LT((y - z).norm().item<double>(), (naive - z).norm().item<double>() - 1e-3);
 }
 
+// Puts back the row-kernel choice it found (the widest variant, or "tensor"
+// where BB_ROW_KERNELS=tensor runs these tests: the ctest tensor_path).
+struct RestoreRowKernels {
+  std::string saved = detail::row_kernel_isa();
+  ~RestoreRowKernels() {
+    detail::use_row_kernel_isa("");
+    detail::use_row_kernel_isa(saved);
+  }
+};
+
 // The CPU row kernels come in one variant per vector unit; body runs once
-// with each variant this CPU has, and the widest is restored after.
+// with each variant this CPU has, and the choice found is restored after.
 template <typename F>
 void for_each_row_kernel_isa(F body) {
-  struct Restore {
-    ~Restore() { detail::use_row_kernel_isa(""); }
-  } restore;
+  RestoreRowKernels restore;
   for (const auto& isa : detail::row_kernel_isas()) {
     SCOPED_TRACE("row kernels: " + isa);
     detail::use_row_kernel_isa(isa);
@@ -163,6 +172,8 @@ void for_each_row_kernel_isa(F body) {
 }
 
 TEST(RowKernels, EveryCpuHasTheBaselineAndUnknownVariantsAreRefused) {
+  RestoreRowKernels restore;
+  detail::use_row_kernel_isa("");
   const auto isas = detail::row_kernel_isas();
   ASSERT_FALSE(isas.empty());
   EXPECT_TRUE(isas.back() == "sse2" || isas.back() == "generic");
@@ -332,6 +343,42 @@ TEST_P(NormTest, FeasibleDescentNormsMatchTheMaskedNorms) {
       EXPECT_EQ(fused[2][1].item<double>(), 0.0);
     }
   });
+}
+
+// "tensor" sends the CPU down the tensor path of other devices (the code a
+// GPU runs): ascent_step, project_ball_box and feasible_descent_norms then
+// agree with the row kernels to float64 rounding, and "" brings the kernels back.
+TEST_P(NormTest, TheTensorChoiceRunsTheTensorPathOnTheCpu) {
+  RestoreRowKernels restore;
+  const Norm p = GetParam();
+  const Box box{0, 1};
+  const auto c = StepCase::make(p);
+  auto far = c.x + torch::randn_like(c.x);  // mostly outside the ball and the box
+  auto grads = torch::randn({c.z.size(0), 3, 1, 7, 9}, torch::kFloat64);
+  auto run = [&] {
+    return std::vector<torch::Tensor>{
+        ascent_step(c.x, c.z, c.grad, c.radius, c.step, p, box, c.keep),
+        project_ball_box(c.x, far, c.radius, p, box),
+        feasible_descent_norms(grads, c.z, dual(p), box)};
+  };
+  detail::use_row_kernel_isa("");
+  const std::string widest = detail::row_kernel_isa();
+  ASSERT_TRUE(detail::use_row_kernels(c.z));
+  const auto kernels = run();
+  detail::use_row_kernel_isa("tensor");
+  EXPECT_EQ(detail::row_kernel_isa(), "tensor");
+  EXPECT_FALSE(detail::use_row_kernels(c.z));
+  const auto tensors = run();
+  for (size_t i = 0; i < kernels.size(); ++i) {
+    EXPECT_LE((kernels[i] - tensors[i]).abs().max().item<double>(), 1e-12) << "output " << i;
+  }
+  // The tensor path's step is the composition of tensor operations itself.
+  auto moved = c.z + per_sample(c.step, c.z) * steepest_direction(feasible_ascent(c.grad, c.z, box), p);
+  auto composed = torch::where(per_sample(c.keep, c.z), c.z, project_ball_box(c.x, moved, c.radius, p, box));
+  EXPECT_TRUE(torch::equal(tensors[0], composed));
+  detail::use_row_kernel_isa("");
+  EXPECT_EQ(detail::row_kernel_isa(), widest);
+  EXPECT_TRUE(detail::use_row_kernels(c.z));
 }
 
 // Kolmogorov-Smirnov statistic of samples against the uniform law on [0, 1].

@@ -44,6 +44,9 @@ mkdir -p "$run"
     record tiny-mlp Linf "$s" lipschitz-clever bound false true "0.0$((s + 5))" 1.5  # above the attack
   done
   record tiny-mlp Linf 3 lipschitz-clever bound false false null null     # no value, no time
+  # exact-milp: proven on sample 0, a time-out (value null) on sample 1.
+  record tiny-mlp Linf 0 exact-milp exact true true 0.035 4.0
+  record tiny-mlp Linf 1 exact-milp exact true false null 60.0
   # A second (model, norm): a TorchScript path, one sample, a bound of 0.
   record "/models/my model.pt" L2 0 deepfool attack false true 1.25 0.05
   record "/models/my model.pt" L2 0 lipschitz-global bound true true 0 0.001
@@ -80,7 +83,7 @@ refused "samples.jsonl:1: 'value' must be a number or null" \
   "$(bad text-value "$(printf '%s' "$good" | sed 's/"value":0.04/"value":"0.04"/')\n")"
 refused "samples.jsonl:1: 'sample' must be int" \
   "$(bad float-sample "$(printf '%s' "$good" | sed 's/"sample":0/"sample":0.5/')\n")"
-refused "samples.jsonl:1: 'kind' must be attack or bound" \
+refused "samples.jsonl:1: 'kind' must be attack, bound or exact" \
   "$(bad bad-kind "$(printf '%s' "$good" | sed 's/"kind":"attack"/"kind":"attak"/')\n")"
 refused "samples.jsonl:1: not a JSON object" "$(bad array "[1, 2]\n")"
 refused "samples.jsonl: no records" "$(bad empty "")"
