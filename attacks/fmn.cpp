@@ -7,6 +7,7 @@
 
 #include "attacks/pgd.h"
 #include "core/error.h"
+#include "core/row_kernels.h"
 
 namespace bb {
 namespace {
@@ -31,7 +32,7 @@ struct Room {
   torch::Tensor lower;
   torch::Tensor upper;
   static Room of(const torch::Tensor& x, Box box, Norm p) {
-    if (p != Norm::L1 || !x.is_cpu()) {
+    if (p != Norm::L1 || !detail::use_row_kernels(x)) {
       return {};
     }
     auto flat = x.detach().flatten(1);
@@ -87,6 +88,13 @@ int64_t fmn_targeted_runs(const std::string& targets, int64_t k) {
   return std::min<int64_t>(m, k - 1);
 }
 
+double fmn_start_radius(const FmnOptions& options, Norm p) {
+  if (options.start_radius >= 0) {
+    return options.start_radius;
+  }
+  return p == Norm::Linf ? 0.03 : p == Norm::L2 ? 0.5 : 5.0;
+}
+
 void validate(const FmnOptions& o) {
   BB_CHECK(o.steps >= 1, "--fmn.steps: must be at least 1, got {}", o.steps);
   BB_CHECK(std::isfinite(o.alpha) && o.alpha > 0, "--fmn.alpha: must be positive and finite, got {}", o.alpha);
@@ -96,6 +104,7 @@ void validate(const FmnOptions& o) {
       o.alpha_final);
   BB_CHECK(o.gamma > 0 && o.gamma < 1, "--fmn.gamma: must lie in (0, 1), got {}", o.gamma);
   BB_CHECK(o.gamma_final > 0 && o.gamma_final < 1, "--fmn.gamma_final: must lie in (0, 1), got {}", o.gamma_final);
+  BB_CHECK(std::isfinite(o.start_radius), "--fmn.start_radius: must be finite, got {}", o.start_radius);
   fmn_targeted_runs(o.targets, 2);
 }
 
@@ -103,7 +112,8 @@ Fmn::Run Fmn::descend(
     const Classifier& model,
     const torch::Tensor& x,
     const torch::Tensor& c,
-    const torch::Tensor& targets) const {
+    const torch::Tensor& targets,
+    const torch::Tensor& start) const {
   const Box box = model.spec().domain;
   const Norm p = norm();
   const int64_t n = x.size(0);
@@ -115,7 +125,7 @@ Fmn::Run Fmn::descend(
   auto best = x.detach();
   auto best_norm = unbounded;
   auto found = torch::zeros({n}, options.dtype(torch::kBool));
-  auto z = x.detach();
+  auto z = start.detach();
   const Room room = Room::of(x, box, p);
   for (int k = 0; k < options_.steps; ++k) {
     const double alpha = annealed(options_.alpha, options_.alpha_final, k, options_.steps) * (box.hi - box.lo);
@@ -155,11 +165,12 @@ Fmn::Run Fmn::descend(
 
 Fmn::Fmn(Norm p, FmnOptions options, RefineOptions refine) : MinimalAttack(p, refine), options_(options) {
   validate(options_);
+  options_.start_radius = fmn_start_radius(options_, p);
 }
 
 std::string Fmn::name() const {
   return fmt::format(
-      "fmn-{}(steps={},alpha={:g},alpha_final={:g},gamma={:g},gamma_final={:g},targets={}){}",
+      "fmn-{}(steps={},alpha={:g},alpha_final={:g},gamma={:g},gamma_final={:g},targets={},start={:g}){}",
       norm_name(norm()),
       options_.steps,
       options_.alpha,
@@ -167,6 +178,7 @@ std::string Fmn::name() const {
       options_.gamma,
       options_.gamma_final,
       options_.targets,
+      options_.start_radius,
       refine_suffix());
 }
 
@@ -174,13 +186,24 @@ torch::Tensor Fmn::search(
     const Classifier& model,
     const torch::Tensor& x,
     const torch::Tensor& c,
-    RandomStreams& /*streams*/,
+    RandomStreams& streams,
     torch::Tensor& gradients) const {
   const int64_t n = x.size(0);
   const int64_t m = fmn_targeted_runs(options_.targets, model.num_classes());
+  const Box box = model.spec().domain;
+  // The start of every run: row i m + t (targeted) or i (untargeted) takes
+  // draw t of sample i's stream.
+  const int64_t runs = std::max<int64_t>(m, 1);
+  torch::Tensor start;
+  if (options_.start_radius > 0) {
+    auto radius = torch::full({n}, options_.start_radius, x.options());
+    start = sample_ball(x, radius, norm(), runs, streams).flatten(0, 1).clamp(box.lo, box.hi);
+  } else {
+    start = m == 0 ? x : x.repeat_interleave(m, 0);
+  }
   Run run;
   if (m == 0) {
-    run = descend(model, x, c, torch::Tensor());
+    run = descend(model, x, c, torch::Tensor(), start);
     gradients += options_.steps;
   } else {
     // One run per sample and target, the batch replicated (row i m + t is
@@ -191,7 +214,7 @@ torch::Tensor Fmn::search(
       auto ranked = model.logits(x).scatter(1, c.view({-1, 1}), -std::numeric_limits<float>::infinity());
       targets = std::get<1>(ranked.topk(m, /*dim=*/1)).reshape({n * m});
     }
-    auto all = descend(model, x.repeat_interleave(m, 0), c.repeat_interleave(m), targets);
+    auto all = descend(model, x.repeat_interleave(m, 0), c.repeat_interleave(m), targets, start);
     gradients += options_.steps * m;
     auto closest = all.distance.view({n, m}).argmin(1);  // the first target where none was found
     auto rows = torch::arange(n, closest.options()) * m + closest;
@@ -203,7 +226,6 @@ torch::Tensor Fmn::search(
   // the other side. The example goes a little further along its segment
   // from x (kBeyond of its length) where that is still misclassified; the
   // refinement then bisects that segment back to the boundary. One forward pass.
-  const Box box = model.spec().domain;
   auto found = torch::isfinite(run.distance);
   auto beyond = (x + (1 + kBeyond) * (run.example - x)).clamp(box.lo, box.hi);
   auto use = found & model.misclassified(beyond, c);

@@ -14,8 +14,11 @@
 // capped at the farthest point of D from x. alpha_k and gamma_k anneal from
 // their initial to their final values by a cosine. The result is the
 // adversarial point of smallest norm met (the last point where none was),
-// clipped, re-checked and refined to the boundary by the base class. No
-// random numbers; one gradient evaluation per step and sample.
+// clipped, re-checked and refined to the boundary by the base class. Each
+// run starts from a uniform point of B_p(x, fmn.start_radius) ∩ D drawn from
+// the sample's own stream (one draw per targeted run), so a sample's result
+// does not depend on its batch; from x itself where the radius is 0. One
+// gradient evaluation per step and sample.
 #pragma once
 
 #include "attacks/attack.h"
@@ -50,11 +53,14 @@ class Fmn : public MinimalAttack {
       const Classifier& model,
       const torch::Tensor& x,
       const torch::Tensor& c,
-      const torch::Tensor& targets) const;
+      const torch::Tensor& targets,
+      const torch::Tensor& start) const;
 
   FmnOptions options_;
 };
 
+// fmn.start_radius as used under norm p (a negative one: the norm's default).
+double fmn_start_radius(const FmnOptions& options, Norm p);
 // Checks FmnOptions: a bb::Error naming the key (--fmn.steps, ...).
 void validate(const FmnOptions& options);
 // The targeted runs per sample that fmn.targets asks for on a model with k

@@ -423,7 +423,8 @@ int main(int argc, char** argv) {
       o.device = device;
       o.models = split(models_text);
       if (o.models.empty()) {
-        for (const auto& m : bb::read_manifest(bb::default_zoo_dir())["models"]) {
+        const auto manifest = bb::read_manifest(bb::default_zoo_dir());
+        for (const auto& m : manifest.at("models")) {
           o.models.push_back(m.at("name").get<std::string>());
         }
       }

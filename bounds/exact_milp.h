@@ -24,9 +24,10 @@
 //     delta = R (u - v) with u, v >= 0 inside the ball's box; Linf minimises
 //     t with u_i, v_i <= t, L1 minimises sum(u + v) with sum(u + v) <= 1:
 //     columns and objective in units of R, and CBC's allowable gaps, cutoff
-//     increment, integer and primal tolerances set to 1e-9 (CbcModel's
-//     defaults, 1e-5 for the increment and gaps, report optima off in the
-//     fifth digit; its driver's integer and primal tolerances are 1e-7).
+//     increment, integer and primal tolerances set to 1e-9 (CbcModel's own
+//     defaults for the increment and gaps are about 1e-5, its driver's
+//     integer and primal tolerances 1e-7; with all five at 1e-4 the float64
+//     checks of tests/test_exact_milp.cpp fail).
 //     CBC's primal heuristics and preprocessing are off: the cutoff does the
 //     heuristics' work, and on these small dense models both cost more than
 //     they save (about half the time on the zoo's 784-32-32-10 MLP, Linf).
@@ -41,8 +42,9 @@
 //     (relative to the distance; absolute on the logits, relative to their
 //     scale). A solution that fails it is not used (recheck "failed").
 //
-// Time: per sample, milp.time_limit seconds of wall clock over its classes
-// in two passes: the first gives each class at most an equal share of half
+// Time: per sample, milp.time_limit seconds of wall clock for its MILPs (the
+// batch's incumbent attacks and bounds, and the CROWN radius below, come on
+// top) over its classes in two passes: the first gives each class at most an equal share of half
 // the limit (what one leaves goes to the next), the second shares what is
 // left among the classes still open, each re-solved with the best cutoff.
 //

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/random.h"
+#include "core/row_kernels.h"
 
 namespace bb {
 namespace {
@@ -244,7 +245,7 @@ torch::Tensor project_ball_box(
   auto w = zf - x0;
   auto l = box.lo - x0;
   auto u = box.hi - x0;
-  auto offset = w.is_cpu() ? detail::project_offset_cpu(w, l, u, r, p)
+  auto offset = detail::use_row_kernels(w) ? detail::project_offset_cpu(w, l, u, r, p)
       : p == Norm::L2      ? detail::project_l2_offset_sorted(w, l, u, r)
                            : detail::project_l1_offset_sorted(w, l, u, r);
   // Coordinates the projection leaves alone keep their exact value.
@@ -277,8 +278,8 @@ torch::Tensor ascent_step(
       x.sizes(),
       z.sizes(),
       grad.sizes());
-  if (z.is_cpu()) {
-    return detail::ascent_step_cpu(x, z, grad, radius, step, p, box, keep);
+  if (detail::use_row_kernels(z)) {
+    return detail::ascent_step_cpu({x, z, grad, radius, step, p, box, keep});
   }
   const int64_t n = z.size(0);
   auto eta = radius_column(step, n, z.options()).view({n});
@@ -298,7 +299,7 @@ torch::Tensor feasible_descent_norms(
       "grads {} must be [N, m] followed by the shape of z {}",
       grads.sizes(),
       z.sizes());
-  if (grads.is_cpu()) {
+  if (detail::use_row_kernels(grads)) {
     return detail::feasible_descent_norms_cpu(grads, z, q, box);
   }
   const int64_t n = grads.size(0);

@@ -88,35 +88,8 @@ torch::Tensor ascent_step(
 // gradients, without materialising the masked copy.
 torch::Tensor feasible_descent_norms(const torch::Tensor& grads, const torch::Tensor& z, Norm q, Box box);
 
-namespace detail {
-// The solvers behind project_ball_box, exposed for the tests. Each returns the
-// offset d = y - center for w = z - center, box offsets l <= 0 <= u and the
-// radius r as an [N, 1] column, all [N, d]. The sorted ones are tensor code
-// for any device (no host read); the CPU one solves row by row (L1 or L2).
-torch::Tensor project_l2_offset_sorted(
-    const torch::Tensor& w, const torch::Tensor& l, const torch::Tensor& u, const torch::Tensor& r);
-torch::Tensor project_l1_offset_sorted(
-    const torch::Tensor& w, const torch::Tensor& l, const torch::Tensor& u, const torch::Tensor& r);
-// The L1 solver takes at most `newton_passes` Newton passes before it
-// finishes by median selection (the tests set 0 to check that path alone).
-constexpr int kL1NewtonPasses = 24;
-torch::Tensor project_offset_cpu(
-    const torch::Tensor& w, const torch::Tensor& l, const torch::Tensor& u, const torch::Tensor& r,
-    Norm p, int newton_passes = kL1NewtonPasses);
-// The CPU kernels behind ascent_step and feasible_descent_norms (row_kernels.cpp).
-torch::Tensor ascent_step_cpu(
-    const torch::Tensor& x, const torch::Tensor& z, const torch::Tensor& grad,
-    const torch::Tensor& radius, const torch::Tensor& step, Norm p, Box box,
-    const torch::Tensor& keep);
-torch::Tensor feasible_descent_norms_cpu(const torch::Tensor& grads, const torch::Tensor& z, Norm q, Box box);
-// The CPU kernels come in one variant per vector unit: "avx512", "avx2" and
-// "sse2" on x86-64 ("generic" elsewhere). The widest one this CPU has runs;
-// use_row_kernel_isa picks another (tests and benchmarks compare them), ""
-// the widest again. An unsupported name is a bb::Error listing the others.
-std::vector<std::string> row_kernel_isas();  // this CPU's, widest first
-std::string row_kernel_isa();                // the one in use
-void use_row_kernel_isa(const std::string& name);
-}  // namespace detail
+// The row kernels behind these (CPU) and the tensor solvers (other devices):
+// core/row_kernels.h.
 
 // `draws` points uniformly distributed in B_p(center, radius) for each sample,
 // shape [N, draws, ...]. Linf: uniform in the cube; L2: Gaussian direction and

@@ -9,12 +9,15 @@
 // The passes (row_kernels.inc) are compiled once per vector unit: SSE2 (16
 // bytes, every x86-64 CPU, and the generic build elsewhere), AVX2 (32) and
 // AVX-512 (64). The widest one the CPU has runs, unless
-// use_row_kernel_isa() chose another. Sums run in double in every variant;
+// use_row_kernel_isa() chose another (core/row_kernels.h; "tensor" sends the
+// CPU down the tensor path instead). Sums run in double in every variant;
 // their lanes differ, so variants can differ in the last bits of a sum.
+// Frozen: no further per-ISA work.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -25,6 +28,7 @@
 
 #include "core/error.h"
 #include "core/norm.h"
+#include "core/row_kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define BB_ROW_KERNELS_X86 1
@@ -44,6 +48,49 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // Scratch for the rare L1 fallback.
 struct RowScratch {
   std::vector<double> point;  // kinks inside the bracket
+};
+
+// The arguments of the passes over rows [begin, end) (row_kernels.inc), the
+// same for every vector unit: flat [N, d] rows, contiguous.
+template <typename T>
+struct ProjectRows {  // project_offset_cpu
+  Norm p;
+  const T* w;
+  const T* l;
+  const T* u;
+  const double* radius;  // [N]
+  T* out;
+  int64_t d;
+  int newton_steps;
+};
+
+template <typename T>
+struct AscentRows {  // ascent_step_cpu
+  const T* x;
+  const T* z;
+  const T* grad;
+  const double* radius;  // [N]
+  const double* step;    // [N]
+  const bool* keep;      // [N]
+  T* out;
+  int64_t d;
+  Norm p;
+  T lo;
+  T hi;
+};
+
+template <typename T>
+struct DescentNormRows {  // feasible_descent_norms_cpu: pair = row * m + class
+  const T* grads;  // row n, class j at grads + n * stride_n + j * stride_m
+  const T* z;
+  T* out;  // [N * m]
+  int64_t d;
+  int64_t m;
+  int64_t stride_n;
+  int64_t stride_m;
+  Norm q;
+  double lo;
+  double hi;
 };
 
 namespace sse2 {
@@ -104,9 +151,33 @@ std::atomic<Isa>& chosen_isa() {
   return isa;
 }
 
+// "tensor" chosen: the CPU takes the tensor path (the *_cpu entry points
+// keep the chosen vector unit).
+std::atomic<bool>& tensor_path() {
+  static std::atomic<bool> tensor{false};
+  return tensor;
+}
+
+// BB_ROW_KERNELS, applied once at start-up (a bad name fails at the first
+// kernel use, naming the variable).
+void apply_environment() {
+  static const bool applied = [] {
+    if (const char* name = std::getenv("BB_ROW_KERNELS"); name != nullptr && *name != '\0') {
+      try {
+        use_row_kernel_isa(name);
+      } catch (const Error& e) {
+        throw Error(fmt::format("BB_ROW_KERNELS: {}", e.what()));
+      }
+    }
+    return true;
+  }();
+  (void)applied;
+}
+
 // f(Kernels{}) with the kernels of the chosen vector unit.
 template <typename F>
 void with_kernels(F f) {
+  apply_environment();
   switch (chosen_isa().load(std::memory_order_relaxed)) {
 #if BB_ROW_KERNELS_X86
     case Isa::Avx512:
@@ -140,23 +211,39 @@ std::vector<std::string> row_kernel_isas() {
 }
 
 std::string row_kernel_isa() {
-  return isa_name(chosen_isa().load());
+  apply_environment();
+  return tensor_path().load() ? "tensor" : isa_name(chosen_isa().load());
 }
 
 void use_row_kernel_isa(const std::string& name) {
   const auto isas = supported_isas();
+  if (name == "tensor") {
+    tensor_path().store(true);
+    return;
+  }
   if (name.empty()) {
     chosen_isa().store(isas.front());
+    tensor_path().store(false);
     return;
   }
   for (Isa isa : isas) {
     if (name == isa_name(isa)) {
       chosen_isa().store(isa);
+      tensor_path().store(false);
       return;
     }
   }
   throw Error(fmt::format(
-      "row kernels: this CPU has no '{}' variant; it has {}", name, fmt::join(row_kernel_isas(), ", ")));
+      "row kernels: this CPU has no '{}' variant; it has {} (and tensor, the path of other devices)", name,
+      fmt::join(row_kernel_isas(), ", ")));
+}
+
+bool use_row_kernels(const torch::Tensor& like) {
+  if (!like.is_cpu()) {
+    return false;
+  }
+  apply_environment();
+  return !tensor_path().load(std::memory_order_relaxed);
 }
 
 torch::Tensor project_offset_cpu(
@@ -181,10 +268,9 @@ torch::Tensor project_offset_cpu(
     const scalar_t* up = uc.data_ptr<scalar_t>();
     const double* rp = rc.data_ptr<double>();
     scalar_t* op = out.data_ptr<scalar_t>();
+    const ProjectRows<scalar_t> args{p, wp, lp, up, rp, op, d, newton_passes};
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-      with_kernels([&](auto kernels) {
-        decltype(kernels)::template project<scalar_t>(p, wp, lp, up, rp, op, d, newton_passes, begin, end);
-      });
+      with_kernels([&](auto kernels) { decltype(kernels)::project(args, begin, end); });
     });
   });
   return out;
@@ -193,22 +279,17 @@ torch::Tensor project_offset_cpu(
 // One projected steepest-ascent step per row, fused: the feasible gradient,
 // its steepest direction, the step, and the projection onto the ball ∩ box,
 // with the arithmetic of the tensor composition in ascent_step (norm.cpp).
-torch::Tensor ascent_step_cpu(
-    const torch::Tensor& x,
-    const torch::Tensor& z,
-    const torch::Tensor& grad,
-    const torch::Tensor& radius,
-    const torch::Tensor& step,
-    Norm p,
-    Box box,
-    const torch::Tensor& keep) {
+torch::Tensor ascent_step_cpu(const AscentStepArgs& a) {
+  const torch::Tensor& z = a.z;
+  const Box box = a.box;
+  const torch::Tensor& keep = a.keep;
   const int64_t n = z.size(0);
   const int64_t d = z.numel() / std::max<int64_t>(n, 1);
-  auto xc = x.reshape({n, d}).to(z.scalar_type()).contiguous();
+  auto xc = a.x.reshape({n, d}).to(z.scalar_type()).contiguous();
   auto zc = z.reshape({n, d}).contiguous();
-  auto gc = grad.reshape({n, d}).to(z.scalar_type()).contiguous();
-  auto rc = radius_values(radius, n);
-  auto sc = radius_values(step, n);
+  auto gc = a.grad.reshape({n, d}).to(z.scalar_type()).contiguous();
+  auto rc = radius_values(a.radius, n);
+  auto sc = radius_values(a.step, n);
   // True where the row keeps z.
   auto kc = keep.defined() ? keep.reshape({-1}).to(torch::kCPU, torch::kBool).contiguous()
                            : torch::zeros({n}, torch::kBool);
@@ -216,13 +297,11 @@ torch::Tensor ascent_step_cpu(
   auto out = torch::empty_like(zc);
   AT_DISPATCH_FLOATING_TYPES(zc.scalar_type(), "ascent_step_cpu", [&] {
     using T = scalar_t;
+    const AscentRows<T> args{
+        xc.data_ptr<T>(), zc.data_ptr<T>(), gc.data_ptr<T>(), rc.data_ptr<double>(), sc.data_ptr<double>(),
+        kc.data_ptr<bool>(), out.data_ptr<T>(), d, a.p, static_cast<T>(box.lo), static_cast<T>(box.hi)};
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-      with_kernels([&](auto kernels) {
-        decltype(kernels)::template ascent<T>(
-            xc.data_ptr<T>(), zc.data_ptr<T>(), gc.data_ptr<T>(), rc.data_ptr<double>(),
-            sc.data_ptr<double>(), kc.data_ptr<bool>(), out.data_ptr<T>(), d, p, static_cast<T>(box.lo),
-            static_cast<T>(box.hi), begin, end);
-      });
+      with_kernels([&](auto kernels) { decltype(kernels)::ascent(args, begin, end); });
     });
   });
   return out.view_as(z);
@@ -254,10 +333,9 @@ torch::Tensor feasible_descent_norms_cpu(
     T* op = out.data_ptr<T>();
     const double lo = static_cast<T>(box.lo);
     const double hi = static_cast<T>(box.hi);
+    const DescentNormRows<T> args{gp, zp, op, d, m, stride_n, stride_m, q, lo, hi};
     at::parallel_for(0, n * m, 1, [&](int64_t begin, int64_t end) {
-      with_kernels([&](auto kernels) {
-        decltype(kernels)::template descent_norms<T>(gp, zp, op, d, m, stride_n, stride_m, q, lo, hi, begin, end);
-      });
+      with_kernels([&](auto kernels) { decltype(kernels)::descent_norms(args, begin, end); });
     });
   });
   return out;

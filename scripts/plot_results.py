@@ -126,8 +126,8 @@ def read_samples(path):
             ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
             if not ok:
                 die(f"{where}: '{field}' must be {kind.__name__}, got {json.dumps(value)[:40]}")
-        if record["kind"] not in ("attack", "bound"):
-            die(f"{where}: 'kind' must be attack or bound, got {json.dumps(record['kind'])[:40]}")
+        if record["kind"] not in ("attack", "bound", "exact"):
+            die(f"{where}: 'kind' must be attack, bound or exact, got {json.dumps(record['kind'])[:40]}")
         if "value" not in record:
             die(f"{where}: missing field 'value'")
         certified = record.get("certified", False)
@@ -139,7 +139,7 @@ def read_samples(path):
             "sample": record["sample"],
             "method": record["method"],
             "kind": record["kind"],
-            "certified": certified and record["kind"] == "bound",
+            "certified": certified and record["kind"] in ("bound", "exact"),
             "success": record["success"],
             "value": number_or_none(record["value"], "value", where),
             "seconds": number_or_none(record.get("seconds"), "seconds", where),
@@ -165,7 +165,9 @@ def group(records):
         # A resumed run may hold a sample twice: the last record counts.
         side = g["attacks"] if r["kind"] == "attack" else g["bounds"]
         side.setdefault(r["method"], {})[r["sample"]] = r
-        if r["kind"] == "bound":
+        # An exact minimum (exact-milp) is drawn as a bound that is certified:
+        # its tightness against the best attack is at most 1.
+        if r["kind"] != "attack":
             g["certified"][r["method"]] = g["certified"].get(r["method"], False) or r["certified"]
     for g in groups.values():
         for method, by_sample in g["attacks"].items():
