@@ -33,7 +33,12 @@ int run_compare(const Args& args) {
       "rows match by (model, norm, method). Exit 1 when NEW regressed: a bound's\n"
       "median tightness fell, a certified bound has violations, an attack's median\n"
       "distortion rose, a method got slower, or a row of BASE is missing in NEW (rows\n"
-      "only NEW has are listed, never a failure). Exit 2 on bad input.";
+      "only NEW has are listed, never a failure). Exit 2 on bad input.\n"
+      "BASE and NEW may instead be two runtime-suite JSON files (boundbench_micro\n"
+      "--benchmark_out=FILE --benchmark_out_format=json): benchmarks match by name and\n"
+      "regress when slower beyond --time-tol (--metric), less successful or with a\n"
+      "larger median distortion beyond --distortion-tol, with a smaller median bound\n"
+      "beyond --tightness-tol, failed, or missing (harness/micro_compare.h).";
   // BASE and NEW are the arguments that are neither an option nor an option's
   // value; the rest goes to parse(), which refuses any other positional one.
   Args rest;

@@ -360,7 +360,16 @@ std::vector<std::string> split(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
+  // --help: this program's options first (Google Benchmark's own --help,
+  // which Initialize handles, lists only its --benchmark_* flags).
+  bool help = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    help = help || arg == "--help" || arg == "-h";
+  }
+  if (!help) {
+    benchmark::Initialize(&argc, argv);
+  }
   namespace po = boost::program_options;
   std::string suite;
   std::string models_text;
@@ -395,7 +404,8 @@ int main(int argc, char** argv) {
     po::variables_map values;
     po::store(po::parse_command_line(argc, argv, options), values);
     if (values.count("help")) {
-      std::cout << options << "\n";
+      std::cout << options << "\nand Google Benchmark's --benchmark_* flags (--benchmark_filter=REGEX,\n"
+                << "--benchmark_out=FILE --benchmark_out_format=json, --benchmark_repetitions=N, ...).\n";
       return 0;
     }
     po::notify(values);
