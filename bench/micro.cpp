@@ -64,13 +64,7 @@ double pgd_budget(bb::Norm p) {
 
 // One forward and backward pass of the margin loss: the baseline.
 double forward_backward(const Setup& s) {
-  bb::Stopwatch watch(s.model->classifier.device());
-  auto z = s.x.detach().requires_grad_(true);
-  auto logits = s.model->classifier.logits_with_grad(z);
-  auto own = logits.gather(1, s.c.view({-1, 1}));
-  auto grad = torch::autograd::grad({(logits - own).sum()}, {z})[0];
-  benchmark::DoNotOptimize(grad.data_ptr());
-  return watch.seconds();
+  return bb::micro::forward_backward_seconds(s.model->classifier, s.x, s.c);
 }
 
 void bm_forward_backward(benchmark::State& state, Setup s) {

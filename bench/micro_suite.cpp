@@ -11,9 +11,21 @@
 #include "core/error.h"
 #include "core/runtime.h"
 #include "datasets/dataset.h"
+#include "harness/runner.h"
 #include "models/zoo.h"
 
 namespace bb::micro {
+
+double forward_backward_seconds(const Classifier& model, const torch::Tensor& x, const torch::Tensor& c) {
+  Stopwatch watch(model.device());
+  auto z = x.detach().requires_grad_(true);
+  auto logits = model.logits_with_grad(z);
+  auto own = logits.gather(1, c.view({-1, 1}));
+  auto grad = torch::autograd::grad({(logits - own).sum()}, {z})[0];
+  benchmark::DoNotOptimize(grad.data_ptr());
+  return watch.seconds();
+}
+
 namespace {
 
 // One model and the first `batch` test images it classifies correctly (the
@@ -31,22 +43,10 @@ std::shared_ptr<Data> load(const std::string& name, int64_t count, const SuiteOp
   const std::string dataset = model.metadata.at("dataset").get<std::string>();
   const std::string dir = o.data_dir.empty() ? default_data_dir() : o.data_dir;
   const Dataset test = load_dataset(dataset, "test", dir);
-  std::vector<torch::Tensor> rows;
-  int64_t found = 0;
-  constexpr int64_t kChunk = 1000;
-  for (int64_t start = 0; start < test.images.size(0) && found < count; start += kChunk) {
-    const int64_t end = std::min(test.images.size(0), start + kChunk);
-    torch::NoGradGuard no_grad;
-    auto c = model.classifier.logits(test.images.slice(0, start, end).to(o.device)).argmax(1).cpu();
-    auto keep = (c == test.labels.slice(0, start, end)).nonzero().squeeze(1) + start;
-    rows.push_back(keep.slice(0, 0, count - found));
-    found += rows.back().size(0);
-  }
-  BB_CHECK(found == count, "{}: only {} correctly classified {} test images, the suite needs {}", name, found,
-           dataset, count);
-  data->index = torch::cat(rows);
+  const Selected selected = select_samples(model, test, count, "correct", o.device);
+  data->index = selected.index;
   data->x = test.images.index_select(0, data->index).to(o.device);
-  data->c = test.labels.index_select(0, data->index).to(o.device);
+  data->c = selected.predicted.to(o.device);
   if (starts) {
     data->starts = load_dataset(dataset, "train", dir)
                        .images.slice(0, 0, o.options.bound.sampled.domain_starts)
@@ -63,17 +63,8 @@ struct Batch {
   torch::Tensor index() const { return data->index.slice(0, 0, n); }
 };
 
-// One forward and backward pass of the batch (the margin against class c,
-// summed): the physical limit every cost is read against.
 double forward_backward(const Batch& b) {
-  const Classifier& model = b.data->model.classifier;
-  Stopwatch watch(model.device());
-  auto z = b.x().detach().requires_grad_(true);
-  auto logits = model.logits_with_grad(z);
-  auto own = logits.gather(1, b.c().view({-1, 1}));
-  auto grad = torch::autograd::grad({(logits - own).sum()}, {z})[0];
-  benchmark::DoNotOptimize(grad.data_ptr());
-  return watch.seconds();
+  return forward_backward_seconds(b.data->model.classifier, b.x(), b.c());
 }
 
 void bm_fwd_bwd(benchmark::State& state, Batch b) {

@@ -26,6 +26,7 @@
 
 #include <torch/types.h>
 
+#include "core/classifier.h"
 #include "core/norm.h"
 #include "harness/methods.h"
 
@@ -42,6 +43,11 @@ struct SuiteOptions {
   torch::Device device = torch::kCPU;
   std::string data_dir;  // empty: default_data_dir()
 };
+
+// One forward and backward pass of the batch (the margin against class c,
+// summed), device synchronised: the physical limit every cost is read
+// against, in both suites.
+double forward_backward_seconds(const Classifier& model, const torch::Tensor& x, const torch::Tensor& c);
 
 // Registers the suite's benchmarks (loads the models and test images now).
 // Methods that cannot serve a model (Method::check) are left out, each with a

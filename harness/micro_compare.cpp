@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "harness/compare.h"
 
 namespace bb {
 namespace {
@@ -128,18 +129,7 @@ MicroFile parse_micro_json(const std::string& text, const std::string& file) {
 }
 
 void check_micro_compare_options(const MicroCompareOptions& options) {
-  BB_CHECK(
-      std::isfinite(options.time_tol) && options.time_tol >= 0,
-      "--time-tol: expected a relative tolerance >= 0, got {}",
-      options.time_tol);
-  BB_CHECK(
-      std::isfinite(options.distortion_tol) && options.distortion_tol >= 0,
-      "--distortion-tol: expected a relative tolerance >= 0, got {}",
-      options.distortion_tol);
-  BB_CHECK(
-      std::isfinite(options.tightness_tol) && options.tightness_tol >= 0 && options.tightness_tol < 1,
-      "--tightness-tol: expected a relative tolerance in [0, 1), got {}",
-      options.tightness_tol);
+  check_compare_options({options.tightness_tol, options.distortion_tol, options.time_tol, options.check_time});
   BB_CHECK(
       options.metric == "time" || options.metric == "ratio",
       "--metric: unknown '{}' (valid: time, ratio)",

@@ -104,13 +104,8 @@ nlohmann::json environment() {
   };
 }
 
-struct Selected {
-  torch::Tensor index;      // int64 [N] CPU: places in the test split
-  torch::Tensor predicted;  // int64 [N] CPU
-};
+}  // namespace
 
-// The first `count` test images (selection "first"), or the first `count`
-// the model classifies correctly. Every chunk's logits are checked for NaN.
 Selected select_samples(
     const Model& model,
     const Dataset& data,
@@ -154,8 +149,6 @@ Selected select_samples(
       data.info.name);
   return {torch::cat(index), torch::cat(predicted)};
 }
-
-}  // namespace
 
 // The keys on which two configurations differ, with both values.
 std::vector<std::string> differing_keys(

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/norm.h"
+#include "datasets/dataset.h"
 #include "harness/methods.h"
 #include "harness/records.h"
 
@@ -113,6 +114,20 @@ struct RunOutcome {
 // (Hein's one-layer form on a deeper network, certified bounds on a model
 // without a layer chain) are skipped with a note, recorded in run.json.
 RunOutcome run_suite(const RunConfig& config, const RunOptions& options);
+
+// The samples of a model: the first `count` test images of `data` (selection
+// "first"), or the first `count` the model classifies correctly ("correct").
+// Every chunk's logits are checked for NaN; too few images is a bb::Error.
+struct Selected {
+  torch::Tensor index;      // int64 [N] CPU: places in the test split
+  torch::Tensor predicted;  // int64 [N] CPU
+};
+Selected select_samples(
+    const Model& model,
+    const Dataset& data,
+    int64_t count,
+    const std::string& selection,
+    torch::Device device);
 
 // A new folder name under `parent` from the local time: runs/2026-11-30T18-21-32.
 std::string default_run_folder(const std::string& parent = "runs");
