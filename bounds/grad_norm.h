@@ -5,6 +5,11 @@
 // source decides whether the bound is certified (the figure provably is an
 // upper bound) or estimated (sampled or extrapolated: it may fall short of the
 // true maximum, and the bound may then exceed the true minimal distortion).
+// Every formula uses the figure only to bound how fast g_j can fall along a
+// segment from the centre x inside S, so a source may bound the smaller
+// max_{z in S} ||h(grad g_j(z))||_q instead, h dropping the sign of each
+// coordinate that such a segment cannot use where x sits on a face of D (the
+// interval source does: bounds/interval_jacobian.h).
 // One source per file in bounds/, registered in bounds/registry.cpp.
 #pragma once
 

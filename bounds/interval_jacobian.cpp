@@ -294,7 +294,8 @@ torch::Tensor interval_jacobian_norm(
     const torch::Tensor& targets,
     Norm q,
     JacobianRelaxation relaxation,
-    const std::vector<int64_t>& input_shape) {
+    const std::vector<int64_t>& input_shape,
+    const torch::Tensor& faces) {
   BB_CHECK(!layers.empty(), "interval Jacobian: empty layer chain");
   const bool sign_aware = relaxation != JacobianRelaxation::Interval;
   const bool linear = relaxation == JacobianRelaxation::Linear;
@@ -454,6 +455,18 @@ torch::Tensor interval_jacobian_norm(
   auto lo = (rad.defined() ? mid - rad : mid).reshape({n, m, -1});
   auto hi = (rad.defined() ? mid + rad : mid).reshape({n, m, -1});
   auto magnitude = rad.defined() ? (mid.abs() + rad).reshape({n, m, -1}) : mid.abs().reshape({n, m, -1});
+  // Faces of D (see the header): h = relu(-gamma) on the lower face, relu(gamma)
+  // on the upper one; face [N, 1, d] is +1, -1 or 0.
+  torch::Tensor face;
+  if (faces.defined()) {
+    BB_CHECK(
+        faces.dim() >= 1 && faces.size(0) == n && faces.numel() == n * lo.size(2),
+        "interval Jacobian: faces of shape {} for {} inputs of {} coordinates",
+        faces.sizes(), n, lo.size(2));
+    face = faces.to(f64).reshape({n, 1, -1});
+    magnitude = torch::where(
+        face > 0, (-lo).clamp_min(0), torch::where(face < 0, hi.clamp_min(0), magnitude));
+  }
   auto plain = lp_norm(magnitude.reshape({n * m, -1}), q).view({n, m});
   if (!sign_aware || states.empty()) {
     return plain;
@@ -472,6 +485,22 @@ torch::Tensor interval_jacobian_norm(
     auto known = (lo >= 0) | (hi <= 0);
     auto sign = torch::where(hi >= -lo, ones, -ones);
     auto wrong = torch::where(known, zeros, torch::min(-lo, hi));
+    torch::Tensor faced;
+    torch::Tensor exact_slope;  // h's slope where the sign is known
+    torch::Tensor lower_face;
+    if (face.defined()) {
+      // h is linear where the sign is known (slope -1, 0 or 1) and lies under
+      // its chord over [lo, hi] where it straddles: slope lo / (hi - lo) or
+      // hi / (hi - lo), offset -lo hi / (hi - lo), in place of sign and 2 wrong.
+      faced = (face != 0).expand_as(lo);
+      lower_face = (face > 0).expand_as(lo);
+      exact_slope = torch::where(
+          lower_face, torch::where(hi <= 0, -ones, zeros), torch::where(lo >= 0, ones, zeros));
+      auto chord_slope = torch::where(lower_face, lo, hi) / (hi - lo);
+      auto chord_offset = -lo * hi / (hi - lo);
+      sign = torch::where(faced, torch::where(known, exact_slope, chord_slope), sign);
+      wrong = torch::where(faced, torch::where(known, zeros, chord_offset * 0.5), wrong);
+    }
     auto weight = q == Norm::L1 ? sign : sign * magnitude;
     auto v = torch::stack({torch::where(known, weight, zeros), weight}, 2);  // [N, m, 2, d]
     if (linear) {
@@ -483,6 +512,22 @@ torch::Tensor interval_jacobian_norm(
       auto offset = q == Norm::L1
           ? torch::where(straddles, -2 * hi * lo / (hi - lo), zeros)
           : -lo * hi;
+      if (face.defined()) {
+        if (q == Norm::L1) {
+          slope = torch::where(faced, sign, slope);
+          offset = torch::where(faced, 2 * wrong, offset);
+        } else {
+          // The chord of h^2: where the sign is known h^2 is gamma^2 or 0;
+          // where it straddles, relu(-gamma)^2 runs from lo^2 to 0 (lower
+          // face), relu(gamma)^2 from 0 to hi^2.
+          auto square = exact_slope.square();
+          auto end = torch::where(lower_face, lo, hi);
+          auto chord_slope = torch::where(lower_face, -end.square(), end.square()) / (hi - lo);
+          auto chord_offset = -chord_slope * torch::where(lower_face, hi, lo);
+          slope = torch::where(faced, torch::where(known, square * (lo + hi), chord_slope), slope);
+          offset = torch::where(faced, torch::where(known, -square * lo * hi, chord_offset), offset);
+        }
+      }
       v = torch::stack({torch::where(known, weight, zeros), slope}, 2);
       wrong = offset * 0.5;  // the penalty below doubles it
     }
@@ -511,14 +556,24 @@ torch::Tensor interval_jacobian_norm(
   v.narrow(2, 0, top).scatter_(3, index.unsqueeze(3), unit);
   v.narrow(2, top, top).scatter_(3, index.unsqueeze(3), -unit);
   auto upper = functional_upper_chunked(as_input(v), layers, weights, shapes, states, delta, linear);
-  auto refined = torch::min(
-      values.narrow(2, 0, top),
-      torch::max(upper.narrow(2, 0, top), upper.narrow(2, top, top)));
+  auto up = upper.narrow(2, 0, top);     // max gamma_k
+  auto down = upper.narrow(2, top, top);  // max -gamma_k
+  auto largest = torch::max(up, down);
+  if (face.defined()) {
+    auto at = face.expand({n, m, d}).gather(2, index);
+    largest = torch::where(at > 0, down.clamp_min(0), torch::where(at < 0, up.clamp_min(0), largest));
+  }
+  auto refined = torch::min(values.narrow(2, 0, top), largest);
   auto best = std::get<0>(refined.max(2));
   if (d > top) {
     best = torch::max(best, values.select(2, top));
   }
   return torch::min(plain, best);
+}
+
+torch::Tensor box_faces(const torch::Tensor& center, Box box) {
+  auto x = center.to(torch::kFloat64);
+  return (x <= box.lo).to(torch::kFloat64) - (x >= box.hi).to(torch::kFloat64);
 }
 
 }  // namespace bb

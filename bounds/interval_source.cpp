@@ -4,7 +4,8 @@
 // margins are then pushed backward through the layers in interval
 // arithmetic (bounds/interval_jacobian.h), and the q-norm of the largest
 // magnitude of each coordinate bounds ||grad g_j(z)||_q at every z of the
-// region. No gradient evaluations: its cost is the bounds' passes.
+// region (with interval.faces, only the directions a path from the centre
+// into D can take count where the centre sits on a face of D). No gradient evaluations: its cost is the bounds' passes.
 #include <map>
 #include <mutex>
 
@@ -36,7 +37,7 @@ class IntervalSource : public LayerChainSource {
   std::string name() const override {
     BoundOptions all;
     all.interval = options_;
-    return fmt::format("interval-{}({})", crown_ ? "crown" : "ibp", describe_options(all, {"interval.backward"}));
+    return fmt::format("interval-{}({})", crown_ ? "crown" : "ibp", describe_options(all, {"interval.backward", "interval.faces"}));
   }
 
   GradNormResult estimate(const GradNormRequest& request) const override {
@@ -49,7 +50,8 @@ class IntervalSource : public LayerChainSource {
     result.value = interval_jacobian_norm(
         layers, bounds, request.c, request.targets, dual(region.norm()),
         parse_relaxation(options_.backward, "interval.backward"),
-        model.classifier.spec().shape);
+        model.classifier.spec().shape,
+        options_.faces ? box_faces(region.center(), region.box()) : torch::Tensor());
     result.gradients = torch::zeros({request.c.size(0)}, request.c.options().dtype(torch::kInt64));
     result.seconds = watch.seconds();
     return result;

@@ -26,6 +26,7 @@ std::vector<OptionField> option_fields(BoundOptions& o) {
       {"lipschitz.targets", "Lipschitz: all, top2, random or least", &o.lipschitz.targets},
       {"theorem1.cache_dir", "Theorem 1: keep G_j(D) on disk in this folder", &o.theorem1.cache_dir},
       {"interval.backward", "interval Jacobian: interval, recurjac (sign-aware merging) or linear (plus Shi et al.'s relaxation)", &o.interval.backward},
+      {"interval.faces", "interval Jacobian: where x sits on a face of D, count only the directions into D (true or false)", &o.interval.faces},
       {"shells.shells", "local-ball shells: shells of the integral", &o.shells.shells},
       {"shells.bisection_steps", "local-ball shells: bisection steps on the radius", &o.shells.bisection_steps},
       {"crown_radius.bisection_steps", "CROWN radius: bisection steps on epsilon", &o.crown_radius.bisection_steps},

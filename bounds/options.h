@@ -56,6 +56,10 @@ struct IntervalOptions {
   // the matching derivative endpoint, merged), "linear" (recurjac plus Shi et
   // al.'s linear relaxation of the sign-unknown terms).
   std::string backward = "linear";
+  // Where x sits on a face of D, count only the gradient's sign that a path
+  // into D can use (bounds/interval_jacobian.h): sound, and much tighter on
+  // images with saturated pixels. Off: the plain max ||grad g_j||_q.
+  bool faces = true;
 };
 struct ShellOptions {
   int shells = 8;  // shells of the local-ball integral (RecurJac: 15)
