@@ -193,6 +193,11 @@ struct FmnOptions {
   // times the exact minimum) in 3 of 7 draws, at a slightly higher median
   // (README, Attacks): it is an option, not the default.
   double start_radius = 0;
+  // Runs per target: the first as above, each further one from a uniform
+  // point of B_p(x, r) ∩ D with r the norm's first search budget (Linf 0.03,
+  // L2 0.5, L1 5) or start_radius where that is > 0; all batched together,
+  // the closest example kept. restarts times the cost of one run.
+  int restarts = 1;
 };
 
 struct SearchOptions {

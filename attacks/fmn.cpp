@@ -105,6 +105,7 @@ void validate(const FmnOptions& o) {
   BB_CHECK(o.gamma > 0 && o.gamma < 1, "--fmn.gamma: must lie in (0, 1), got {}", o.gamma);
   BB_CHECK(o.gamma_final > 0 && o.gamma_final < 1, "--fmn.gamma_final: must lie in (0, 1), got {}", o.gamma_final);
   BB_CHECK(std::isfinite(o.start_radius), "--fmn.start_radius: must be finite, got {}", o.start_radius);
+  BB_CHECK(o.restarts >= 1, "--fmn.restarts: must be at least 1, got {}", o.restarts);
   fmn_targeted_runs(o.targets, 2);
 }
 
@@ -170,7 +171,7 @@ Fmn::Fmn(Norm p, FmnOptions options, RefineOptions refine) : MinimalAttack(p, re
 
 std::string Fmn::name() const {
   return fmt::format(
-      "fmn-{}(steps={},alpha={:g},alpha_final={:g},gamma={:g},gamma_final={:g},targets={},start={:g}){}",
+      "fmn-{}(steps={},alpha={:g},alpha_final={:g},gamma={:g},gamma_final={:g},targets={},start={:g},restarts={}){}",
       norm_name(norm()),
       options_.steps,
       options_.alpha,
@@ -179,6 +180,7 @@ std::string Fmn::name() const {
       options_.gamma_final,
       options_.targets,
       options_.start_radius,
+      options_.restarts,
       refine_suffix());
 }
 
@@ -191,33 +193,46 @@ torch::Tensor Fmn::search(
   const int64_t n = x.size(0);
   const int64_t m = fmn_targeted_runs(options_.targets, model.num_classes());
   const Box box = model.spec().domain;
-  // The start of every run: row i m + t (targeted) or i (untargeted) takes
-  // draw t of sample i's stream.
-  const int64_t runs = std::max<int64_t>(m, 1);
-  torch::Tensor start;
-  if (options_.start_radius > 0) {
-    auto radius = torch::full({n}, options_.start_radius, x.options());
-    start = sample_ball(x, radius, norm(), runs, streams).flatten(0, 1).clamp(box.lo, box.hi);
-  } else {
-    start = m == 0 ? x : x.repeat_interleave(m, 0);
-  }
-  Run run;
-  if (m == 0) {
-    run = descend(model, x, c, torch::Tensor(), start);
-    gradients += options_.steps;
-  } else {
-    // One run per sample and target, the batch replicated (row i m + t is
-    // sample i against its t-th target), then the closest example per sample.
-    torch::Tensor targets;
-    {
-      torch::NoGradGuard no_grad;
-      auto ranked = model.logits(x).scatter(1, c.view({-1, 1}), -std::numeric_limits<float>::infinity());
-      targets = std::get<1>(ranked.topk(m, /*dim=*/1)).reshape({n * m});
+  // The start of every run: row (i R + r) m' + t (m' = max(m, 1) runs per
+  // restart, R restarts) is sample i's restart r against its t-th target
+  // (untargeted: t = 0); restart r takes draws r m' ... r m' + m' - 1 of the
+  // sample's stream where it starts at random (the first restart from x
+  // draws nothing).
+  const int64_t per_restart = std::max<int64_t>(m, 1);
+  const int64_t restarts = options_.restarts;
+  const int64_t runs = per_restart * restarts;
+  FmnOptions by_norm;
+  by_norm.start_radius = -1;
+  const double spread = options_.start_radius > 0 ? options_.start_radius : fmn_start_radius(by_norm, norm());
+  std::vector<torch::Tensor> starts;  // each [n, per_restart, ...]
+  for (int64_t r = 0; r < restarts; ++r) {
+    if (r == 0 && options_.start_radius <= 0) {
+      auto shape = x.sizes().vec();
+      shape.insert(shape.begin() + 1, per_restart);
+      starts.push_back(x.unsqueeze(1).expand(shape));
+    } else {
+      auto radius = torch::full({n}, spread, x.options());
+      starts.push_back(sample_ball(x, radius, norm(), per_restart, streams).clamp(box.lo, box.hi));
     }
-    auto all = descend(model, x.repeat_interleave(m, 0), c.repeat_interleave(m), targets, start);
-    gradients += options_.steps * m;
-    auto closest = all.distance.view({n, m}).argmin(1);  // the first target where none was found
-    auto rows = torch::arange(n, closest.options()) * m + closest;
+  }
+  auto start = torch::cat(starts, 1).flatten(0, 1);  // [n runs, ...]
+  torch::Tensor targets;
+  if (m > 0) {
+    torch::NoGradGuard no_grad;
+    auto ranked = model.logits(x).scatter(1, c.view({-1, 1}), -std::numeric_limits<float>::infinity());
+    targets = std::get<1>(ranked.topk(m, /*dim=*/1)).repeat({1, restarts}).reshape({n * runs});
+  }
+  // Every run batched (the batch replicated), then the closest example per
+  // sample (the first run where none was found).
+  auto all = runs == 1 ? descend(model, x, c, targets, start)
+                       : descend(model, x.repeat_interleave(runs, 0), c.repeat_interleave(runs), targets, start);
+  gradients += options_.steps * runs;
+  Run run;
+  if (runs == 1) {
+    run = all;
+  } else {
+    auto closest = all.distance.view({n, runs}).argmin(1);
+    auto rows = torch::arange(n, closest.options()) * runs + closest;
     run.example = all.example.index_select(0, rows);
     run.distance = all.distance.index_select(0, rows);
   }

@@ -17,8 +17,10 @@
 // clipped, re-checked and refined to the boundary by the base class. Each
 // run starts from a uniform point of B_p(x, fmn.start_radius) ∩ D drawn from
 // the sample's own stream (one draw per targeted run), so a sample's result
-// does not depend on its batch; from x itself where the radius is 0. One
-// gradient evaluation per step and sample.
+// does not depend on its batch; from x itself where the radius is 0.
+// fmn.restarts R > 1 adds R - 1 runs per target from random points (one draw
+// per run), batched with the first, the closest example kept. One gradient
+// evaluation per step, run and sample.
 #pragma once
 
 #include "attacks/attack.h"

@@ -293,13 +293,16 @@ TEST(StrongerAttacks, ResultsAreCheckedExamplesInsideDAndTheBudget) {
     }
     // Untargeted: one run of 30 steps; all targets: one per class != c (2).
     for (const auto& [targets, runs] : {std::pair<std::string, int>{"untargeted", 1}, {"all", 2}, {"1", 1}}) {
-      AttackOptions options;
-      options.fmn.steps = 30;
-      options.fmn.targets = targets;
-      auto fmn = make_attack("fmn", p, options);
-      auto r = fmn->run(model, x, c);
-      check(r, p, fmn->name());
-      EXPECT_TRUE(torch::equal(r.gradients, torch::full({24}, 30 * runs, torch::kInt64))) << fmn->name();
+      for (int restarts : {1, 2}) {
+        AttackOptions options;
+        options.fmn.steps = 30;
+        options.fmn.targets = targets;
+        options.fmn.restarts = restarts;
+        auto fmn = make_attack("fmn", p, options);
+        auto r = fmn->run(model, x, c);
+        check(r, p, fmn->name());
+        EXPECT_TRUE(torch::equal(r.gradients, torch::full({24}, 30 * runs * restarts, torch::kInt64))) << fmn->name();
+      }
     }
   }
 }
@@ -320,10 +323,11 @@ TEST(StrongerAttacks, ASampleGivesTheSameResultInAnyBatch) {
   options.attack.fmn.steps = 20;
   const Model wrapped{model, "small", "0123456789abcdef", std::nullopt, "", {}};
   // FMN from x and from a random start (each sample's own stream).
-  for (const std::string name : {"pgd", "fmn", "fmn+start"}) {
+  for (const std::string name : {"pgd", "fmn", "fmn+start", "fmn+restarts"}) {
     options.attack.fmn.start_radius = name == "fmn+start" ? -1 : 0;
+    options.attack.fmn.restarts = name == "fmn+restarts" ? 3 : 1;
     for (Norm p : all_norms()) {
-      auto method = make_method(name == "fmn+start" ? "fmn" : name, p, options);
+      auto method = make_method(name == "pgd" ? name : "fmn", p, options);
       auto whole = method->run(wrapped, x, c, MethodContext{5, index, {}});
       EXPECT_GT(whole.success.sum().item<int64_t>(), 0) << method->name();
       for (auto rows : {torch::tensor({3}, torch::kInt64), torch::tensor({8, 1, 5, 0}, torch::kInt64)}) {
@@ -362,6 +366,9 @@ TEST(StrongerAttacks, RejectBadOptionsNamingTheKey) {
   o = MethodOptions{};
   set_option(o, "fmn.start_radius", "nan");
   testing::expect_error([&] { make_method("fmn", Norm::L2, o); }, {"--fmn.start_radius", "finite"});
+  o = MethodOptions{};
+  set_option(o, "fmn.restarts", "0");
+  testing::expect_error([&] { make_method("fmn", Norm::L2, o); }, {"--fmn.restarts", "at least 1", "0"});
   for (const std::string bad : {"0", "-1", "some", "3x", ""}) {
     o = MethodOptions{};
     set_option(o, "fmn.targets", bad);
@@ -394,12 +401,13 @@ TEST(StrongerAttacks, NamesPrintEveryKey) {
   set_option(o, "fmn.gamma", "0.1");
   set_option(o, "fmn.gamma_final", "0.002");
   set_option(o, "fmn.targets", "3");
+  set_option(o, "fmn.restarts", "2");
   EXPECT_EQ(option_text(o, "pgd.loss"), "dlr");
   EXPECT_EQ(option_text(o, "fmn.gamma"), "0.1");
   const std::string pgd = make_method("pgd", Norm::L2, o)->name();
   EXPECT_NE(pgd.find("loss=dlr,restarts=5"), std::string::npos) << pgd;
   const std::string fmn = make_method("fmn", Norm::L1, o)->name();
-  EXPECT_EQ(fmn, "fmn-L1(steps=50,alpha=2,alpha_final=0.02,gamma=0.1,gamma_final=0.002,targets=3,start=0)+refine(steps=20)");
+  EXPECT_EQ(fmn, "fmn-L1(steps=50,alpha=2,alpha_final=0.02,gamma=0.1,gamma_final=0.002,targets=3,start=0,restarts=2)+refine(steps=20)");
 }
 
 }  // namespace
