@@ -193,11 +193,13 @@ struct FmnOptions {
   // times the exact minimum) in 3 of 7 draws, at a slightly higher median
   // (README, Attacks): it is an option, not the default.
   double start_radius = 0;
-  // Runs per target: the first as above, each further one from a uniform
-  // point of B_p(x, r) ∩ D with r the norm's first search budget (Linf 0.03,
-  // L2 0.5, L1 5) or start_radius where that is > 0; all batched together,
-  // the closest example kept. restarts times the cost of one run.
-  int restarts = 1;
+  // Runs per target: the first as above; the restarts then start from
+  // uniform points of B_p(x, d) ∩ D, d the distance the first runs found
+  // (the norm's first search budget where they found none), batched
+  // together, and the closest example is kept. restarts times the cost.
+  // The default, one restart, took the worst Linf case on the zoo's small
+  // MNIST MLP from 1.071 to 1.0003 times the exact minimum (README, Attacks).
+  int restarts = 2;
 };
 
 struct SearchOptions {

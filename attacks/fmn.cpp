@@ -193,48 +193,58 @@ torch::Tensor Fmn::search(
   const int64_t n = x.size(0);
   const int64_t m = fmn_targeted_runs(options_.targets, model.num_classes());
   const Box box = model.spec().domain;
-  // The start of every run: row (i R + r) m' + t (m' = max(m, 1) runs per
-  // restart, R restarts) is sample i's restart r against its t-th target
-  // (untargeted: t = 0); restart r takes draws r m' ... r m' + m' - 1 of the
-  // sample's stream where it starts at random (the first restart from x
-  // draws nothing).
-  const int64_t per_restart = std::max<int64_t>(m, 1);
-  const int64_t restarts = options_.restarts;
-  const int64_t runs = per_restart * restarts;
-  FmnOptions by_norm;
-  by_norm.start_radius = -1;
-  const double spread = options_.start_radius > 0 ? options_.start_radius : fmn_start_radius(by_norm, norm());
-  std::vector<torch::Tensor> starts;  // each [n, per_restart, ...]
-  for (int64_t r = 0; r < restarts; ++r) {
-    if (r == 0 && options_.start_radius <= 0) {
-      auto shape = x.sizes().vec();
-      shape.insert(shape.begin() + 1, per_restart);
-      starts.push_back(x.unsqueeze(1).expand(shape));
-    } else {
-      auto radius = torch::full({n}, spread, x.options());
-      starts.push_back(sample_ball(x, radius, norm(), per_restart, streams).clamp(box.lo, box.hi));
-    }
-  }
-  auto start = torch::cat(starts, 1).flatten(0, 1);  // [n runs, ...]
-  torch::Tensor targets;
+  const int64_t per_restart = std::max<int64_t>(m, 1);  // runs per start: one per target
+  torch::Tensor ranked;  // [n, m]: the targets, highest logit first
   if (m > 0) {
     torch::NoGradGuard no_grad;
-    auto ranked = model.logits(x).scatter(1, c.view({-1, 1}), -std::numeric_limits<float>::infinity());
-    targets = std::get<1>(ranked.topk(m, /*dim=*/1)).repeat({1, restarts}).reshape({n * runs});
+    auto logits = model.logits(x).scatter(1, c.view({-1, 1}), -std::numeric_limits<float>::infinity());
+    ranked = std::get<1>(logits.topk(m, /*dim=*/1));
   }
-  // Every run batched (the batch replicated), then the closest example per
-  // sample (the first run where none was found).
-  auto all = runs == 1 ? descend(model, x, c, targets, start)
-                       : descend(model, x.repeat_interleave(runs, 0), c.repeat_interleave(runs), targets, start);
-  gradients += options_.steps * runs;
-  Run run;
-  if (runs == 1) {
-    run = all;
+  // Every run from starts [n, k, ...] batched (the batch replicated: row
+  // i k + s is sample i from its start s, against target s mod m), then the
+  // closest example per sample (the first run where none was found).
+  auto closest_of = [&](const torch::Tensor& starts, int64_t k) {
+    torch::Tensor targets;
+    if (m > 0) {
+      targets = ranked.repeat({1, k / per_restart}).reshape({n * k});
+    }
+    Run all = k == 1 ? descend(model, x, c, targets, starts.flatten(0, 1))
+                     : descend(model, x.repeat_interleave(k, 0), c.repeat_interleave(k), targets,
+                               starts.flatten(0, 1));
+    gradients += options_.steps * k;
+    if (k == 1) {
+      return all;
+    }
+    auto closest = all.distance.view({n, k}).argmin(1);
+    auto rows = torch::arange(n, closest.options()) * k + closest;
+    return Run{all.example.index_select(0, rows), all.distance.index_select(0, rows)};
+  };
+  // The first runs start at x, or (fmn.start_radius > 0) at draws 0 ... m' - 1
+  // of the sample's stream in B_p(x, start_radius) ∩ D.
+  torch::Tensor first;
+  if (options_.start_radius > 0) {
+    auto radius = torch::full({n}, options_.start_radius, x.options());
+    first = sample_ball(x, radius, norm(), per_restart, streams).clamp(box.lo, box.hi);
   } else {
-    auto closest = all.distance.view({n, runs}).argmin(1);
-    auto rows = torch::arange(n, closest.options()) * runs + closest;
-    run.example = all.example.index_select(0, rows);
-    run.distance = all.distance.index_select(0, rows);
+    auto shape = x.sizes().vec();
+    shape.insert(shape.begin() + 1, per_restart);
+    first = x.unsqueeze(1).expand(shape);
+  }
+  Run run = closest_of(first, per_restart);
+  if (options_.restarts > 1) {
+    // The restarts start at the next draws, uniform in B_p(x, d) ∩ D with d
+    // the distance the first runs found (the norm's first budget where they
+    // found none): a scale that fits each sample in every norm.
+    FmnOptions by_norm;
+    by_norm.start_radius = -1;
+    auto found = torch::isfinite(run.distance);
+    auto radius = torch::where(found, run.distance, torch::full_like(run.distance, fmn_start_radius(by_norm, norm())))
+                      .to(x.scalar_type());
+    const int64_t k = per_restart * (options_.restarts - 1);
+    Run more = closest_of(sample_ball(x, radius, norm(), k, streams).clamp(box.lo, box.hi), k);
+    auto better = more.distance < run.distance;
+    run.example = torch::where(per_sample(better, x), more.example, run.example);
+    run.distance = torch::where(better, more.distance, run.distance);
   }
   // FMN ends within float rounding of the boundary, where the logits of the
   // same point in another batch (the re-check, the refinement) can fall on

@@ -18,8 +18,9 @@
 // run starts from a uniform point of B_p(x, fmn.start_radius) ∩ D drawn from
 // the sample's own stream (one draw per targeted run), so a sample's result
 // does not depend on its batch; from x itself where the radius is 0.
-// fmn.restarts R > 1 adds R - 1 runs per target from random points (one draw
-// per run), batched with the first, the closest example kept. One gradient
+// fmn.restarts R > 1 then adds R - 1 runs per target from uniform points of
+// B_p(x, d) ∩ D, d the distance the first runs found (one draw per run,
+// batched), and keeps the closest example. One gradient
 // evaluation per step, run and sample.
 #pragma once
 

@@ -34,7 +34,7 @@ std::vector<OptionField> option_fields(MethodOptions& o) {
       {"fmn.start_radius", "FMN: radius of the uniform random start in the attack's norm (0: from x; < 0: Linf 0.03, L2 0.5, "
        "L1 5)", &o.attack.fmn.start_radius},
       {"fmn.restarts", "FMN: runs per target, the first as fmn.start_radius says, the others from random points of "
-       "the ball of the norm's first search budget (or fmn.start_radius > 0); the closest kept", &o.attack.fmn.restarts},
+       "the ball of the distance the first found; the closest kept", &o.attack.fmn.restarts},
       {"search.eps0", "budget search: first budget (0: Linf 0.03, L2 0.5, L1 5)", &o.attack.search.initial_epsilon},
       {"search.doublings", "budget search: doublings at most (capped at the diameter of D)",
        &o.attack.search.max_doublings},
