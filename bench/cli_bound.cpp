@@ -24,8 +24,10 @@ int run_bound(const Args& args) {
       ("bound", po::value(&bound_name)->required(),
        fmt::format("{}, or exact-milp (the exact minimum, small ReLU networks)", fmt::join(bound_names(), ", ")).c_str())
       ("attack", po::value(&attack_list),
-       "also run these minimal-distortion attacks (fgsm, pgd, deepfool; comma-separated) on the same "
-       "samples: tightness = bound / smallest distortion found");
+       fmt::format("also run these minimal-distortion attacks ({}; comma-separated) on the same "
+                   "samples: tightness = bound / smallest distortion found",
+                   fmt::join(attack_names(), ", "))
+           .c_str());
   options.add(method_options_description());
   po::variables_map values;
   if (!parse(args, options, values,
