@@ -8,7 +8,9 @@
 #include <climits>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -228,6 +230,15 @@ void write_atomically(const std::vector<std::pair<std::string, std::string>>& fi
   for (auto& temporary : temporaries) {
     temporary->rename_into_place();
   }
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  BB_CHECK(in.good(), "{}: cannot be read", path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  BB_CHECK(!in.bad(), "{}: read error", path);
+  return text.str();
 }
 
 }  // namespace bb

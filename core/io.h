@@ -41,4 +41,8 @@ void write_atomically(const std::string& path, const std::string& text);
 // succeeded) can leave the files before it replaced.
 void write_atomically(const std::vector<std::pair<std::string, std::string>>& files);
 
+// The whole contents of the file `path` (the caller has checked that it is a
+// file). A file that cannot be opened or read is a bb::Error naming it.
+std::string read_text_file(const std::string& path);
+
 }  // namespace bb

@@ -4,17 +4,16 @@
 #include <charconv>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <set>
-#include <sstream>
 #include <system_error>
 #include <tuple>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/io.h"
 
 namespace bb {
 
@@ -275,12 +274,7 @@ SummaryFile read_summary_csv(const std::string& path) {
     BB_CHECK(fs::exists(file), "{}: not found (is {} a run folder?)", file, path);
   }
   BB_CHECK(!fs::is_directory(file), "{}: a folder, expected a summary.csv file", file);
-  std::ifstream in(file, std::ios::binary);
-  BB_CHECK(in.good(), "{}: cannot be read", file);
-  std::ostringstream text;
-  text << in.rdbuf();
-  BB_CHECK(!in.bad(), "{}: read error", file);
-  return parse_summary_csv(text.str(), file);
+  return parse_summary_csv(read_text_file(file), file);
 }
 
 void check_compare_options(const CompareOptions& options) {

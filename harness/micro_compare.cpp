@@ -4,11 +4,11 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/io.h"
 #include "harness/compare.h"
 
 namespace bb {
@@ -20,12 +20,7 @@ std::string read_text(const std::string& path) {
   const fs::file_status status = fs::status(path, error);
   BB_CHECK(fs::exists(status), "{}: no such file", path);
   BB_CHECK(!fs::is_directory(status), "{}: a folder, expected a runtime-suite JSON file", path);
-  std::ifstream in(path, std::ios::binary);
-  BB_CHECK(in.good(), "{}: cannot be read", path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  BB_CHECK(!in.bad(), "{}: read error", path);
-  return text.str();
+  return read_text_file(path);
 }
 
 // Milliseconds from a time in `unit`.
