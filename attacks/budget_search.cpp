@@ -12,6 +12,8 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+}  // namespace
+
 double default_initial_epsilon(Norm p) {
   switch (p) {
     case Norm::Linf:
@@ -23,6 +25,8 @@ double default_initial_epsilon(Norm p) {
   }
   BB_ASSERT(false, "unhandled norm");
 }
+
+namespace {
 
 // The largest distance between two points of D = [lo, hi]^d in the norm.
 double diameter(Box box, int64_t d, Norm p) {

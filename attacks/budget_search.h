@@ -11,6 +11,9 @@
 
 namespace bb {
 
+// The norm's first budget: Linf 0.03, L2 0.5, L1 5 (pixel scale [0, 1]).
+double default_initial_epsilon(Norm p);
+
 class BudgetSearch : public MinimalAttack {
  public:
   BudgetSearch(std::unique_ptr<FixedBudgetAttack> attack, SearchOptions search, RefineOptions refine);

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "attacks/budget_search.h"
 #include "attacks/pgd.h"
 #include "core/error.h"
 #include "core/row_kernels.h"
@@ -92,7 +93,7 @@ double fmn_start_radius(const FmnOptions& options, Norm p) {
   if (options.start_radius >= 0) {
     return options.start_radius;
   }
-  return p == Norm::Linf ? 0.03 : p == Norm::L2 ? 0.5 : 5.0;
+  return default_initial_epsilon(p);
 }
 
 void validate(const FmnOptions& o) {
@@ -208,13 +209,8 @@ torch::Tensor Fmn::search(
     if (m > 0) {
       targets = ranked.repeat({1, k / per_restart}).reshape({n * k});
     }
-    Run all = k == 1 ? descend(model, x, c, targets, starts.flatten(0, 1))
-                     : descend(model, x.repeat_interleave(k, 0), c.repeat_interleave(k), targets,
-                               starts.flatten(0, 1));
+    Run all = descend(model, x.repeat_interleave(k, 0), c.repeat_interleave(k), targets, starts.flatten(0, 1));
     gradients += options_.steps * k;
-    if (k == 1) {
-      return all;
-    }
     auto closest = all.distance.view({n, k}).argmin(1);
     auto rows = torch::arange(n, closest.options()) * k + closest;
     return Run{all.example.index_select(0, rows), all.distance.index_select(0, rows)};
@@ -235,10 +231,8 @@ torch::Tensor Fmn::search(
     // The restarts start at the next draws, uniform in B_p(x, d) ∩ D with d
     // the distance the first runs found (the norm's first budget where they
     // found none): a scale that fits each sample in every norm.
-    FmnOptions by_norm;
-    by_norm.start_radius = -1;
     auto found = torch::isfinite(run.distance);
-    auto radius = torch::where(found, run.distance, torch::full_like(run.distance, fmn_start_radius(by_norm, norm())))
+    auto radius = torch::where(found, run.distance, torch::full_like(run.distance, default_initial_epsilon(norm())))
                       .to(x.scalar_type());
     const int64_t k = per_restart * (options_.restarts - 1);
     Run more = closest_of(sample_ball(x, radius, norm(), k, streams).clamp(box.lo, box.hi), k);

@@ -5,7 +5,8 @@
 // arithmetic (bounds/interval_jacobian.h), and the q-norm of the largest
 // magnitude of each coordinate bounds ||grad g_j(z)||_q at every z of the
 // region (with interval.faces, only the directions a path from the centre
-// into D can take count where the centre sits on a face of D). No gradient evaluations: its cost is the bounds' passes.
+// into D can take count where the centre sits on a face of D). No gradient
+// evaluations: its cost is the bounds' passes.
 #include <map>
 #include <mutex>
 

@@ -127,6 +127,17 @@ TEST(ExactMilp, EqualsTheClosedFormOnLinearModels) {
 // The minimal distortion over a grid of points of D: the smallest distance
 // of a point where some f_j >= f_c. An upper bound on rho; the grid spans
 // the box [x - radius, x + radius] ∩ D.
+// The distance from x of the nearest grid point [G, 2] whose logits [G, k]
+// put some class j != c at or above c (+inf if none).
+double nearest_misclassified(const torch::Tensor& grid, const torch::Tensor& logits, const torch::Tensor& x,
+                             int64_t c, Norm p) {
+  auto fc = logits.select(1, c).unsqueeze(1);
+  auto others = logits.index_fill(1, torch::tensor({c}), -kInf);
+  auto adversarial = (others >= fc).any(1);
+  auto chosen = lp_norm(grid - x, p).masked_select(adversarial);
+  return chosen.numel() > 0 ? chosen.min().item<double>() : kInf;
+}
+
 double grid_minimum(const Model& model, const torch::Tensor& x, int64_t c, Norm p, double radius, int64_t steps) {
   torch::NoGradGuard no_grad;
   auto lo = (x - radius).clamp(0, 1);
@@ -134,13 +145,7 @@ double grid_minimum(const Model& model, const torch::Tensor& x, int64_t c, Norm 
   auto a = torch::linspace(lo[0].item<double>(), hi[0].item<double>(), steps, torch::kFloat64);
   auto b = torch::linspace(lo[1].item<double>(), hi[1].item<double>(), steps, torch::kFloat64);
   auto grid = torch::stack(torch::meshgrid({a, b}, "ij"), -1).reshape({-1, 2});
-  auto logits = model.classifier.logits(grid);
-  auto fc = logits.select(1, c).unsqueeze(1);
-  auto others = logits.index_fill(1, torch::tensor({c}), -kInf);
-  auto adversarial = (others >= fc).any(1);
-  auto distance = lp_norm(grid - x, p);
-  auto chosen = distance.masked_select(adversarial);
-  return chosen.numel() > 0 ? chosen.min().item<double>() : kInf;
+  return nearest_misclassified(grid, model.classifier.logits(grid), x, c, p);
 }
 
 // Tiny ReLU networks on the square: the exact value is never above a grid
@@ -201,10 +206,7 @@ TEST(CertifiedBounds, OnTheFacesOfTheSquareStayBelowTheGrid) {
     for (Norm p : {Norm::Linf, Norm::L2, Norm::L1}) {
       std::vector<double> grid(n);
       for (int64_t i = 0; i < n; ++i) {
-        const int64_t ci = c[i].item<int64_t>();
-        auto adversarial = (logits.index_fill(1, torch::tensor({ci}), -kInf) >= logits.select(1, ci).unsqueeze(1)).any(1);
-        auto distance = lp_norm(points - x[i], p).masked_select(adversarial);
-        grid[i] = distance.numel() > 0 ? distance.min().item<double>() : kInf;
+        grid[i] = nearest_misclassified(points, logits, x[i], c[i].item<int64_t>(), p);
       }
       for (const auto& name : bound_names()) {
         BoundOptions options;
