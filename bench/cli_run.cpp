@@ -41,8 +41,8 @@ batch_size = 64
 bisection_steps = 8
 
 [shells]
-shells = 4
-bisection_steps = 6
+shells = 8
+rounds = 3
 
 [crown_radius]
 bisection_steps = 8

@@ -95,6 +95,21 @@ struct MinRatio {
 };
 MinRatio min_ratio(const torch::Tensor& g, const torch::Tensor& grad_norm, const torch::Tensor& targets);
 
+// The shell integral (bounds/local_ball_shells.cpp) over bounds G [N, L, m]
+// on ||grad g_j|| over the balls B_p(x, r_l) ∩ D, radii [N, L] (> 0, any
+// order), margins g [N, m]: the largest R* <= max_l r_l with
+// g_j - int_0^R* min_{r_l >= t} G_j(r_l) dt >= 0 for every j (0 where some
+// g_j <= 0), the class index (into m) that limits it, the bound in force
+// there, and the first grid radius where some class's budget is spent (the
+// largest radius if none is).
+struct ShellIntegral {
+  torch::Tensor radius;     // float64 [N]
+  torch::Tensor index;      // int64 [N]
+  torch::Tensor grad_norm;  // float64 [N]
+  torch::Tensor exhausted;  // float64 [N]
+};
+ShellIntegral shell_integral(const torch::Tensor& radii, const torch::Tensor& grad_norm, const torch::Tensor& g);
+
 // The margins g_j(x) = f_c(x) - f_j(x) of the classes `targets`: float64 [N, m].
 torch::Tensor target_margins(const Classifier& model, const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor& targets);
 

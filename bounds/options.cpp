@@ -27,8 +27,8 @@ std::vector<OptionField> option_fields(BoundOptions& o) {
       {"theorem1.cache_dir", "Theorem 1: keep G_j(D) on disk in this folder", &o.theorem1.cache_dir},
       {"interval.backward", "interval Jacobian: interval, recurjac (sign-aware merging) or linear (plus Shi et al.'s relaxation)", &o.interval.backward},
       {"interval.faces", "interval Jacobian: where x sits on a face of D, count only the directions into D (true or false)", &o.interval.faces},
-      {"shells.shells", "local-ball shells: shells of the integral", &o.shells.shells},
-      {"shells.bisection_steps", "local-ball shells: bisection steps on the radius", &o.shells.bisection_steps},
+      {"shells.shells", "local-ball shells: shells (radii) per round of the integral's grid", &o.shells.shells},
+      {"shells.rounds", "local-ball shells: rounds refining the grid below the radius where it failed", &o.shells.rounds},
       {"crown_radius.bisection_steps", "CROWN radius: bisection steps on epsilon", &o.crown_radius.bisection_steps},
   };
 }
@@ -169,7 +169,7 @@ void validate(const BoundOptions& o) {
       "--interval.backward: unknown '{}' (valid: interval, recurjac, linear)",
       o.interval.backward);
   positive(o.shells.shells, "shells.shells");
-  non_negative(o.shells.bisection_steps, "shells.bisection_steps");
+  positive(o.shells.rounds, "shells.rounds");
   non_negative(o.crown_radius.bisection_steps, "crown_radius.bisection_steps");
 }
 

@@ -61,9 +61,12 @@ struct IntervalOptions {
   // images with saturated pixels. Off: the plain max ||grad g_j||_q.
   bool faces = true;
 };
+// Local ball by shell integration: `shells` radii per round, equally spaced
+// up to R0 in the first round and up to the radius where the budget ran out
+// in each later one (bounds/local_ball_shells.cpp).
 struct ShellOptions {
-  int shells = 8;  // shells of the local-ball integral (RecurJac: 15)
-  int bisection_steps = 12;
+  int shells = 16;
+  int rounds = 3;
 };
 struct CrownRadiusOptions {
   int bisection_steps = 20;

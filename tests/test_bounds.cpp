@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "bounds/bound.h"
+#include "bounds/formulas.h"
 #include "bounds/hein.h"
 #include "bounds/sources.h"
 #include "tests/helpers.h"
@@ -73,10 +74,11 @@ BoundOptions small_options() {
   o.clever.batches = 6;
   o.clever.batch_size = 8;
   o.local_ball.bisection_steps = 6;
-  // The shells and the CROWN radius approach the linear model's exact value
-  // from below by bisection: 24 halvings of 20 octaves leave 1e-6.
+  // The CROWN radius approaches the linear model's exact value from below by
+  // bisection: 24 halvings of 20 octaves leave 1e-6. The shells reach it in
+  // closed form at the end of their first round's grid, R0.
   o.shells.shells = 3;
-  o.shells.bisection_steps = 24;
+  o.shells.rounds = 1;
   o.crown_radius.bisection_steps = 24;
   return o;
 }
@@ -239,6 +241,65 @@ TEST(SampledSource, ReachesTheGridMaximumOnATwoDimensionalNetwork) {
 }
 
 // A sample's bound depends on the seed, the method and its index only.
+// The shell integral in closed form: hand-computed grids.
+TEST(ShellIntegral, HandComputedGrids) {
+  auto f64 = torch::kFloat64;
+  // Radii out of order; G grows: I(1) = 1, I(2) = 3, then slope 4, so
+  // g = 4 runs out at 2 + 1/4.
+  auto r = shell_integral(
+      torch::tensor({{2.0, 1.0, 3.0}}, f64), torch::tensor({{{2.0}, {1.0}, {4.0}}}, f64),
+      torch::tensor({{4.0}}, f64));
+  EXPECT_NEAR(r.radius.item<double>(), 2.25, 1e-15);
+  EXPECT_EQ(r.index.item<int64_t>(), 0);
+  EXPECT_DOUBLE_EQ(r.grad_norm.item<double>(), 4.0);
+  EXPECT_DOUBLE_EQ(r.exhausted.item<double>(), 3.0);
+  // A larger ball's smaller bound holds on the smaller ball too: G = {3, 1}
+  // at {1, 2} integrates as 1 throughout; g = 1.5 runs out at 1.5.
+  r = shell_integral(torch::tensor({{1.0, 2.0}}, f64), torch::tensor({{{3.0}, {1.0}}}, f64), torch::tensor({{1.5}}, f64));
+  EXPECT_NEAR(r.radius.item<double>(), 1.5, 1e-15);
+  EXPECT_DOUBLE_EQ(r.grad_norm.item<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(r.exhausted.item<double>(), 2.0);
+  // Two samples, two classes. Sample 0: class 1 (g 1, G 2) runs out at 0.5
+  // before class 0 (g 5, G 1, never within the grid). Sample 1: a margin
+  // <= 0 gives 0; nothing runs out within the grid of sample 0's class 0,
+  // so the budget lasts to the grid's end there.
+  r = shell_integral(
+      torch::tensor({{1.0, 2.0}, {1.0, 2.0}}, f64),
+      torch::tensor({{{1.0, 2.0}, {1.0, 2.0}}, {{1.0, 1.0}, {1.0, 1.0}}}, f64),
+      torch::tensor({{5.0, 1.0}, {-0.5, 3.0}}, f64));
+  EXPECT_NEAR(r.radius[0].item<double>(), 0.5, 1e-15);
+  EXPECT_EQ(r.index[0].item<int64_t>(), 1);
+  EXPECT_DOUBLE_EQ(r.grad_norm[0].item<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(r.exhausted[0].item<double>(), 1.0);
+  EXPECT_EQ(r.radius[1].item<double>(), 0.0);
+  EXPECT_EQ(r.index[1].item<int64_t>(), 0);
+  r = shell_integral(torch::tensor({{1.0, 2.0}}, f64), torch::tensor({{{1.0}, {1.0}}}, f64), torch::tensor({{5.0}}, f64));
+  EXPECT_DOUBLE_EQ(r.radius.item<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(r.exhausted.item<double>(), 2.0);
+}
+
+// G(r) = a + b r sampled on grids: the crossing of g = a R + b R^2 / 2 is
+// the exact integral's; the grid's never exceeds it (each shell takes its
+// outer bound) and approaches it as the grid gets finer, within b R h.
+TEST(ShellIntegral, ApproachesTheExactIntegralFromBelow) {
+  const double a = 0.7;
+  const double b = 3.0;
+  const double g = 2.0;
+  const double exact = (-a + std::sqrt(a * a + 2 * b * g)) / b;
+  double previous = 0;
+  for (int64_t shells : {4, 16, 64, 256}) {
+    auto radii = torch::linspace(1.0 / shells, 1.0, shells, torch::kFloat64).unsqueeze(0);
+    auto bounds = (a + b * radii).unsqueeze(2);
+    const double value =
+        shell_integral(radii, bounds, torch::full({1, 1}, g, torch::kFloat64)).radius.item<double>();
+    EXPECT_LE(value, exact) << shells;
+    EXPECT_GE(value, exact - b * exact / shells / a) << shells;
+    EXPECT_GT(value, previous) << shells;
+    previous = value;
+  }
+  EXPECT_NEAR(previous, exact, 2e-3);
+}
+
 TEST(Bounds, ASampleGivesTheSameResultInAnyBatch) {
   const Model model = softplus_network(6, 12, 4, 2.0, 7, Box{0, 1});
   torch::manual_seed(8);

@@ -212,7 +212,7 @@ TEST(CertifiedBounds, OnTheFacesOfTheSquareStayBelowTheGrid) {
         BoundOptions options;
         options.local_ball.bisection_steps = 8;
         options.shells.shells = 3;
-        options.shells.bisection_steps = 6;
+        options.shells.rounds = 2;
         options.crown_radius.bisection_steps = 10;
         std::unique_ptr<Bound> bound;
         try {
@@ -271,7 +271,7 @@ TEST_P(ExactSoundness, LiesBetweenTheCertifiedBoundsAndEveryAttack) {
   BoundOptions options;
   options.local_ball.bisection_steps = 6;
   options.shells.shells = 3;
-  options.shells.bisection_steps = 4;
+  options.shells.rounds = 2;
   options.crown_radius.bisection_steps = 10;
   for (Norm p : row.norms) {
     const ExactResult r = solve(model, x, p, {}, index);

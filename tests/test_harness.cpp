@@ -35,7 +35,7 @@ MethodOptions small_options() {
   o.bound.local_ball.octaves = 6;
   o.bound.local_ball.bisection_steps = 4;
   o.bound.shells.shells = 2;
-  o.bound.shells.bisection_steps = 3;
+  o.bound.shells.rounds = 2;
   o.bound.crown_radius.bisection_steps = 4;
   return o;
 }

@@ -49,7 +49,7 @@ TEST_P(ZooSoundness, CertifiedBoundsNeverExceedAnAttack) {
   BoundOptions options;
   options.local_ball.bisection_steps = 4;
   options.shells.shells = 2;
-  options.shells.bisection_steps = 3;
+  options.shells.rounds = 2;
   options.crown_radius.bisection_steps = 6;
   const bool convolutional = row.model.find("cnn") != std::string::npos;
   // On the one-hidden-layer MLP CROWN's bounds are exact (one linear layer
