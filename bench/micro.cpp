@@ -295,7 +295,10 @@ void bm_bound(benchmark::State& state, Setup s, bb::Norm p, BoundCase bound_case
 // bounds; and the CROWN pre-activation bounds against a forward+backward
 // pass. Same samples, same radius (Linf 0.01, L2 0.1).
 void bm_interval_jacobian(
-    benchmark::State& state, Setup s, bb::Norm p, int64_t samples, bb::JacobianRelaxation relaxation) {
+    benchmark::State& state, Setup s, bb::Norm p, int64_t samples, bb::JacobianRelaxation relaxation,
+    bool float64 = false) {
+  // float64: the backward pass as on a GPU, to weigh the CPU's float32 one.
+  bb::detail::use_float32_interval_backward(!float64);
   const auto& layers = *s.model->layers;
   auto x = s.x.slice(0, 0, samples);
   auto c = s.c.slice(0, 0, samples);
@@ -319,6 +322,7 @@ void bm_interval_jacobian(
     state.SetIterationTime(t);
   }
   state.counters["ratio_to_gradients"] = spent / baseline;
+  bb::detail::use_float32_interval_backward(true);
 }
 
 void bm_crown_bounds(benchmark::State& state, Setup s, bb::Norm p, int64_t samples) {
@@ -522,14 +526,18 @@ int main(int argc, char** argv) {
           // The default (linear) under the name the baselines know; the plain
           // interval arithmetic and RecurJac's merging beside it.
           reg(fmt::format("interval_jacobian/{}/{}/samples:{}", name, bb::norm_name(p), bound_samples),
-              bm_interval_jacobian, p, bound_samples, bb::JacobianRelaxation::Linear)
+              bm_interval_jacobian, p, bound_samples, bb::JacobianRelaxation::Linear, false)
               ->Iterations(3);
           for (auto relaxation : {bb::JacobianRelaxation::Interval, bb::JacobianRelaxation::SignAware}) {
             reg(fmt::format("interval_jacobian_{}/{}/{}/samples:{}", bb::relaxation_name(relaxation), name,
                             bb::norm_name(p), bound_samples),
-                bm_interval_jacobian, p, bound_samples, relaxation)
+                bm_interval_jacobian, p, bound_samples, relaxation, false)
                 ->Iterations(3);
           }
+          reg(fmt::format("interval_jacobian_interval_float64/{}/{}/samples:{}", name, bb::norm_name(p),
+                          bound_samples),
+              bm_interval_jacobian, p, bound_samples, bb::JacobianRelaxation::Interval, true)
+              ->Iterations(3);
           reg(fmt::format("crown_bounds/{}/{}/samples:{}", name, bb::norm_name(p), bound_samples),
               bm_crown_bounds, p, bound_samples)
               ->Iterations(2);

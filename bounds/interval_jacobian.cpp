@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
+#include <tuple>
 
 #include <torch/torch.h>
 
@@ -120,6 +122,151 @@ std::pair<torch::Tensor, torch::Tensor> interval_product(
     const torch::Tensor& dl,
     const torch::Tensor& du) {
   return {torch::min(lo * dl, lo * du), torch::max(hi * dl, hi * du)};
+}
+
+// ---- The plain backward pass in float32 with outward rounding (CPU) ----
+//
+// Where the backward pass reaches the first activation (from the logits),
+// the rows leave float64 for float32, and every float32 operation after
+// that is followed by an outward step large enough to cover its rounding:
+// 4u relative (u = 2^-24, so 3u to spare for the step's own rounding) plus
+// an absolute 1e-36, above float32's smallest normal number (1.2e-38, which
+// bounds the error of an underflow, flushed to zero or not). A product
+// with n terms per output (a matrix product or a transposed convolution:
+// any order of summation, fused or not) errs by at most
+// gamma_n |W|^T |mid| (Higham, Accuracy and Stability, §3.1), gamma_n = n u
+// / (1 - n u), so after mid' = W^T mid the radius becomes
+// |W|^T (rad + g |mid|) (1 + 2g) plus (n + 1) 1e-36 for underflows, with
+// g = gamma_{n+4}: the four extra cover the weights' own rounding to float32
+// (when they were float64) and the rounding of the radius's product
+// itself, whose terms are all non-negative. The derivative intervals are
+// rounded outward to float32 where the conversion is inexact. Only on the
+// CPU: cuDNN may pick algorithms (FFT, Winograd) or TF32 arithmetic that
+// this bound does not cover, so other devices stay in float64.
+constexpr float kOutward = 2.384185791015625e-07f;  // 4 * 2^-24
+constexpr float kTiny = 1e-36f;
+bool float32_backward = true;
+
+inline float up(float x) {
+  return x + (std::fabs(x) * kOutward + kTiny);
+}
+inline float down(float x) {
+  return x - (std::fabs(x) * kOutward + kTiny);
+}
+
+// gamma_{n+4} for float32.
+double product_gamma(int64_t n) {
+  const double nu = static_cast<double>(n + 4) * std::ldexp(1.0, -24);
+  return nu / (1 - nu);
+}
+
+// rad + g |mid|, rounded upward, elementwise (float32, contiguous).
+torch::Tensor widened_radius(const torch::Tensor& mid, const torch::Tensor& rad, double gamma) {
+  auto m = mid.contiguous();
+  auto r = rad.contiguous();
+  auto out = torch::empty_like(m);
+  const float* pm = m.data_ptr<float>();
+  const float* pr = r.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+  const float g = static_cast<float>(gamma);
+  at::parallel_for(0, m.numel(), 16384, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      po[i] = up(pr[i] + g * std::fabs(pm[i]));
+    }
+  });
+  return out;
+}
+
+// The radius after the product: the product of |W| with widened_radius,
+// times (1 + 2g), rounded upward, plus (n + 1) 1e-36.
+torch::Tensor finished_radius(const torch::Tensor& product, double gamma, int64_t n) {
+  auto p = product.contiguous();
+  const float scale = static_cast<float>(1 + 2 * gamma);
+  const float floor = static_cast<float>(n + 1) * kTiny;
+  float* pp = p.data_ptr<float>();
+  at::parallel_for(0, p.numel(), 16384, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      pp[i] = up(pp[i] * scale) + floor;
+    }
+  });
+  return p;
+}
+
+// [dl, du] (float64, [N, 1, ...]) as float32 intervals that contain them.
+std::pair<torch::Tensor, torch::Tensor> float32_derivatives(const torch::Tensor& dl, const torch::Tensor& du) {
+  auto l = dl.to(torch::kFloat32);
+  auto u = du.to(torch::kFloat32);
+  l = torch::where(l.to(torch::kFloat64) > dl, torch::nextafter(l, torch::zeros_like(l)), l);
+  u = torch::where(u.to(torch::kFloat64) < du, torch::nextafter(u, torch::full_like(u, 2.0f)), u);
+  return {l.contiguous(), u.contiguous()};
+}
+
+// One activation of the float32 backward pass: the gradient interval
+// [mid - rad, mid + rad] (rows [N, m, F]) times the derivative interval
+// [dl, du] ([N, 1, F], 0 <= dl), in centre/radius form again; lo and hi
+// (when defined, [N, m, F]) receive the interval before the product.
+std::pair<torch::Tensor, torch::Tensor> float32_activation(
+    const torch::Tensor& mid,
+    const torch::Tensor& rad,
+    const torch::Tensor& dl,
+    const torch::Tensor& du,
+    torch::Tensor* lo_out,
+    torch::Tensor* hi_out) {
+  auto m = mid.contiguous();
+  auto r = rad.contiguous();
+  const int64_t n = dl.size(0);
+  const int64_t f = dl.numel() / n;
+  const int64_t rows = m.numel() / f;
+  const int64_t per_sample = rows / n;
+  auto new_mid = torch::empty_like(m);
+  auto new_rad = torch::empty_like(m);
+  const bool keep = lo_out != nullptr;
+  torch::Tensor lo;
+  torch::Tensor hi;
+  if (keep) {
+    lo = torch::empty_like(m);
+    hi = torch::empty_like(m);
+  }
+  const float* pm = m.data_ptr<float>();
+  const float* pr = r.data_ptr<float>();
+  const float* pl = dl.data_ptr<float>();
+  const float* pu = du.data_ptr<float>();
+  float* nm = new_mid.data_ptr<float>();
+  float* nr = new_rad.data_ptr<float>();
+  float* plo = keep ? lo.data_ptr<float>() : nullptr;
+  float* phi = keep ? hi.data_ptr<float>() : nullptr;
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const float* a = pl + (row / per_sample) * f;
+      const float* b = pu + (row / per_sample) * f;
+      const int64_t base = row * f;
+      for (int64_t k = 0; k < f; ++k) {
+        const float l = down(pm[base + k] - pr[base + k]);
+        const float h = up(pm[base + k] + pr[base + k]);
+        if (keep) {
+          plo[base + k] = l;
+          phi[base + k] = h;
+        }
+        float nl;
+        float nh;
+        if (a[k] == b[k] && (a[k] == 0.0f || a[k] == 1.0f)) {  // exact products
+          nl = l * a[k];
+          nh = h * a[k];
+        } else {
+          nl = down(std::min(l * a[k], l * b[k]));
+          nh = up(std::max(h * a[k], h * b[k]));
+        }
+        const float c = 0.5f * (nl + nh);
+        nm[base + k] = c;
+        nr[base + k] = std::max(up(nh - c), up(c - nl));
+      }
+    }
+  });
+  if (keep) {
+    *lo_out = lo;
+    *hi_out = hi;
+  }
+  return {new_mid, new_rad};
 }
 
 // Float64 weights on the device, converted once.
@@ -387,6 +534,18 @@ torch::Tensor interval_jacobian_norm(
   }
 
   // Backward: rows [N, m, ...] in centre/radius form; rad undefined = 0.
+  // From the first activation on, float32 with outward rounding on the CPU
+  // (see float32_activation); before it the rows are points, in float64.
+  const bool use_float32 = float32_backward && device.is_cpu();
+  bool low = false;
+  const auto f32 = f64.dtype(torch::kFloat32);
+  Weights weights32;
+  if (use_float32) {
+    for (size_t i = 0; i < layers.size(); ++i) {
+      weights32.w.push_back(weights.w[i].defined() ? layers[i].weight.to(f32) : torch::Tensor());
+      weights32.abs.push_back(weights.w[i].defined() ? weights32.w.back().abs() : torch::Tensor());
+    }
+  }
   auto cls = c.to(device).to(torch::kLong);
   auto tgt = targets.to(device).to(torch::kLong);
   auto delta = (F::one_hot(cls, k).unsqueeze(1) - F::one_hot(tgt, k)).to(f64);  // [N, m, k]
@@ -395,12 +554,28 @@ torch::Tensor interval_jacobian_norm(
   for (size_t i = layers.size(); i-- > 0;) {
     const Layer& layer = layers[i];
     const auto& in_shape = shapes[i];
+    const auto& w = low ? weights32.w[i] : weights.w[i];
+    const auto& abs_w = low ? weights32.abs[i] : weights.abs[i];
+    // An affine layer: mid' = W^T mid by `apply`, and the radius through
+    // |W|^T (plus the float32 rounding terms, n terms per output).
+    auto affine = [&](const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& apply,
+                      int64_t terms) {
+      if (low) {
+        const double gamma = product_gamma(terms);
+        auto widened = widened_radius(mid, rad, gamma);
+        mid = apply(mid, w);
+        rad = finished_radius(apply(widened, abs_w), gamma, terms);
+        return;
+      }
+      mid = apply(mid, w);
+      if (rad.defined()) {
+        rad = apply(rad, abs_w);
+      }
+    };
     switch (layer.kind) {
       case LayerKind::Linear:
-        mid = mid.matmul(weights.w[i]);
-        if (rad.defined()) {
-          rad = rad.matmul(weights.abs[i]);
-        }
+        affine([](const torch::Tensor& x, const torch::Tensor& weight) { return x.matmul(weight); },
+               layer.weight.size(0));
         break;
       case LayerKind::Conv2d: {
         const auto& out_shape = shapes[i + 1];
@@ -412,21 +587,20 @@ torch::Tensor interval_jacobian_norm(
                                               2 * layer.padding[0] + layer.weight.size(2)),
                                in_shape[2] - ((out_shape[2] - 1) * layer.stride[1] -
                                               2 * layer.padding[1] + layer.weight.size(3))});
-        auto back = [&](const torch::Tensor& x, const torch::Tensor& w) {
-          return F::conv_transpose2d(x.reshape(with_prefix({n * m}, out_shape)), w, options)
-              .reshape(with_prefix({n, m}, in_shape));
-        };
-        mid = back(mid, weights.w[i]);
-        if (rad.defined()) {
-          rad = back(rad, weights.abs[i]);
-        }
+        affine(
+            [&](const torch::Tensor& x, const torch::Tensor& weight) {
+              return F::conv_transpose2d(x.reshape(with_prefix({n * m}, out_shape)), weight, options)
+                  .reshape(with_prefix({n, m}, in_shape));
+            },
+            layer.weight.size(0) * layer.weight.size(2) * layer.weight.size(3));
         break;
       }
       case LayerKind::ChannelAffine:
-        mid = mid * channel_view(weights.w[i], mid.dim(), 2);
-        if (rad.defined()) {
-          rad = rad * channel_view(weights.abs[i], rad.dim(), 2);
-        }
+        affine(
+            [&](const torch::Tensor& x, const torch::Tensor& weight) {
+              return x * channel_view(weight, x.dim(), 2);
+            },
+            1);
         break;
       case LayerKind::Flatten:
         mid = mid.reshape(with_prefix({n, m}, in_shape));
@@ -438,6 +612,24 @@ torch::Tensor interval_jacobian_norm(
       case LayerKind::Softplus:
       case LayerKind::Tanh: {
         auto& s = states.at(static_cast<int64_t>(i));
+        if (use_float32) {
+          if (!low) {
+            // The point mid (float64) as a float32 interval around it.
+            auto point = mid.to(torch::kFloat32);
+            rad = point.abs() * kOutward + kTiny;
+            mid = point;
+            low = true;
+          }
+          auto [dl, du] = float32_derivatives(s.dl, s.du);
+          torch::Tensor lo;
+          torch::Tensor hi;
+          std::tie(mid, rad) = float32_activation(mid, rad, dl, du, sign_aware ? &lo : nullptr, &hi);
+          if (sign_aware) {
+            s.lo = lo.to(f64);
+            s.hi = hi.to(f64);
+          }
+          break;
+        }
         auto lo = rad.defined() ? mid - rad : mid;
         auto hi = rad.defined() ? mid + rad : mid;
         if (sign_aware) {
@@ -452,9 +644,22 @@ torch::Tensor interval_jacobian_norm(
     }
   }
 
-  auto lo = (rad.defined() ? mid - rad : mid).reshape({n, m, -1});
-  auto hi = (rad.defined() ? mid + rad : mid).reshape({n, m, -1});
-  auto magnitude = rad.defined() ? (mid.abs() + rad).reshape({n, m, -1}) : mid.abs().reshape({n, m, -1});
+  torch::Tensor lo;
+  torch::Tensor hi;
+  torch::Tensor magnitude;
+  if (low) {
+    // Outward to float64, exactly.
+    lo = (mid - rad).to(f64);
+    hi = (mid + rad).to(f64);
+    auto slack = (lo.abs() + hi.abs()) * static_cast<double>(kOutward) + static_cast<double>(kTiny);
+    lo = (lo - slack).reshape({n, m, -1});
+    hi = (hi + slack).reshape({n, m, -1});
+    magnitude = torch::max(lo.abs(), hi.abs());
+  } else {
+    lo = (rad.defined() ? mid - rad : mid).reshape({n, m, -1});
+    hi = (rad.defined() ? mid + rad : mid).reshape({n, m, -1});
+    magnitude = rad.defined() ? (mid.abs() + rad).reshape({n, m, -1}) : mid.abs().reshape({n, m, -1});
+  }
   // Faces of D (see the header): h = relu(-gamma) on the lower face, relu(gamma)
   // on the upper one; face [N, 1, d] is +1, -1 or 0.
   torch::Tensor face;
@@ -570,6 +775,12 @@ torch::Tensor interval_jacobian_norm(
   }
   return torch::min(plain, best);
 }
+
+namespace detail {
+void use_float32_interval_backward(bool on) {
+  float32_backward = on;
+}
+}  // namespace detail
 
 torch::Tensor box_faces(const torch::Tensor& center, Box box) {
   auto x = center.to(torch::kFloat64);

@@ -94,9 +94,17 @@
 // max(0, upper of -gamma_k) (lower face) or max(0, upper of gamma_k). On MNIST
 // most pixels are 0 (and some 1), so this matters: see the README.
 //
-// Rounding: float64 throughout; the derivative intervals are widened as
-// above, the rounding of the matrix products (relative ~1e-16 per
-// operation) is not tracked.
+// Rounding: on the CPU, the plain backward pass runs in float32 from the
+// first activation (counted from the logits) on, with every operation
+// rounded outward: a product of n terms per output widens the radius by
+// gamma_{n+4} |W|^T |mid| (Higham's bound for any order of summation), each
+// elementwise step by 4 ulps plus 1e-36 for underflow (see
+// float32_activation in interval_jacobian.cpp). The rows before it, the
+// derivative intervals and the merged forms' forward passes are float64;
+// there the derivative intervals are widened as above and the rounding of
+// the matrix products (relative ~1e-16 per operation) is not tracked. On
+// other devices everything is float64: cuDNN may use algorithms (FFT,
+// Winograd, TF32) outside that rounding bound.
 #pragma once
 
 #include <string>
@@ -147,6 +155,12 @@ torch::Tensor interval_jacobian_norm(
     JacobianRelaxation relaxation,
     const std::vector<int64_t>& input_shape = {},
     const torch::Tensor& faces = {});
+
+namespace detail {
+// The float32 backward pass with outward rounding on the CPU (default on);
+// off, float64 as on other devices. For the tests, which compare the two.
+void use_float32_interval_backward(bool on);
+}  // namespace detail
 
 // Float64 [N, ...]: +1 where center (in D) sits on the box's lower face (a
 // path from it in D can only raise the coordinate), -1 on the upper face, 0

@@ -511,6 +511,13 @@ TEST(IntervalJacobian, FacesBoundEveryDirectionalRateSampledInTheRegion) {
 // chords (linear) give |gamma_2| <= gamma_2 / 3 + 4 / 3 on [-1, 2], so
 // 3 s + (2 - 3 s) / 3 + 4 / 3 <= 4 again, and gamma_k^2 <= (lo + hi) gamma_k
 // - lo hi: 3 * 3 s + (2 - 3 s) + 2 = 4 + 6 s <= 10, the truth.
+// The interval Jacobian's backward pass in float32 (the CPU's default) or
+// float64, for the scope of a test.
+struct BackwardPrecision {
+  explicit BackwardPrecision(bool float32) { detail::use_float32_interval_backward(float32); }
+  ~BackwardPrecision() { detail::use_float32_interval_backward(true); }
+};
+
 TEST(IntervalJacobian, SignAwareMergeIsTightOnACorrelatedGradient) {
   LayerList layers{
       {LayerKind::Linear, torch::tensor({{0.0, 1.0}, {1.0, -1.0}}, kF64), torch::tensor({10.0, 0.0}, kF64)},
@@ -525,14 +532,27 @@ TEST(IntervalJacobian, SignAwareMergeIsTightOnACorrelatedGradient) {
     return interval_jacobian_norm(layers, bounds, c, targets, q, r, {2})[0][0].item<double>();
   };
   using R = JacobianRelaxation;
-  EXPECT_NEAR(value(Norm::L1, R::Interval), 5.0, 1e-9);
-  EXPECT_NEAR(value(Norm::L1, R::SignAware), 4.0, 1e-9);
-  EXPECT_NEAR(value(Norm::L1, R::Linear), 4.0, 1e-9);
-  EXPECT_NEAR(value(Norm::L2, R::Interval), std::sqrt(13.0), 1e-9);
-  EXPECT_NEAR(value(Norm::L2, R::SignAware), std::sqrt(11.0), 1e-9);
-  EXPECT_NEAR(value(Norm::L2, R::Linear), std::sqrt(10.0), 1e-9);
-  EXPECT_NEAR(value(Norm::Linf, R::SignAware), 3.0, 1e-9);
-  EXPECT_NEAR(value(Norm::Linf, R::Linear), 3.0, 1e-9);
+  // Exact in float64; the float32 backward pass (the CPU's default) encloses
+  // the exact value within its rounding terms.
+  for (bool float32 : {false, true}) {
+    BackwardPrecision precision(float32);
+    auto expect = [&](double actual, double exact) {
+      if (float32) {
+        EXPECT_GE(actual, exact);
+        EXPECT_LE(actual, exact * (1 + 1e-4));
+      } else {
+        EXPECT_NEAR(actual, exact, 1e-9);
+      }
+    };
+    expect(value(Norm::L1, R::Interval), 5.0);
+    expect(value(Norm::L1, R::SignAware), 4.0);
+    expect(value(Norm::L1, R::Linear), 4.0);
+    expect(value(Norm::L2, R::Interval), std::sqrt(13.0));
+    expect(value(Norm::L2, R::SignAware), std::sqrt(11.0));
+    expect(value(Norm::L2, R::Linear), std::sqrt(10.0));
+    expect(value(Norm::Linf, R::SignAware), 3.0);
+    expect(value(Norm::Linf, R::Linear), 3.0);
+  }
   // Both slopes occur in the box, so the truth is attained at its corners.
   auto corners = torch::tensor({{-1.0, 1.0}, {1.0, -1.0}}, kF64).unsqueeze(0);
   auto truth = margin_gradient_norms(layers, corners, c, targets, Norm::L1).max().item<double>();
@@ -547,18 +567,56 @@ TEST(IntervalJacobian, EqualsTheGradientNormOnAPointRegion) {
       auto x = torch::rand(batch_shape(4, net.shape), kF64);
       auto c = run_layers(layers64, x).argmax(1);
       auto targets = other_classes(c, 4);
-      // The point x itself: only local_ibp's 1e-10 widening remains.
+      // The point x itself: only local_ibp's 1e-10 widening remains, and in
+      // float32 the rounding terms (relative gamma_n per layer).
       auto bounds = local_ibp(net.layers, x, x);
-      for (Norm q : all_norms()) {
-        auto at_x = margin_gradient_norms(layers64, x.unsqueeze(1), c, targets, q).squeeze(1);
-        for (auto aware : kRelaxations) {
-          auto bound = interval_jacobian_norm(net.layers, bounds, c, targets, q, aware, net.shape);
-          EXPECT_TRUE(torch::allclose(bound, at_x, 1e-6, 1e-12))
-              << net.name << " " << norm_name(q) << "\n" << bound << "\n" << at_x;
+      for (bool float32 : {false, true}) {
+        BackwardPrecision precision(float32);
+        for (Norm q : all_norms()) {
+          auto at_x = margin_gradient_norms(layers64, x.unsqueeze(1), c, targets, q).squeeze(1);
+          for (auto aware : kRelaxations) {
+            auto bound = interval_jacobian_norm(net.layers, bounds, c, targets, q, aware, net.shape);
+            EXPECT_TRUE(torch::allclose(bound, at_x, float32 ? 1e-4 : 1e-6, 1e-12))
+                << net.name << " " << norm_name(q) << (float32 ? " float32" : "") << "\n" << bound << "\n" << at_x;
+          }
         }
       }
     }
   }
+}
+
+// The float32 backward pass (CPU default) rounds outward: it encloses the
+// float64 one (which follows exact arithmetic to ~1e-16) and stays within
+// its product-error terms of it.
+TEST(IntervalJacobian, Float32BackwardEnclosesTheFloat64One) {
+  int64_t wider = 0;
+  int64_t entries = 0;
+  for (const auto& net : small_nets()) {
+    torch::manual_seed(23);
+    auto layers64 = to_f64(net.layers);
+    auto x = on_faces(torch::rand(batch_shape(3, net.shape), kF64));
+    auto c = run_layers(layers64, x).argmax(1);
+    auto targets = other_classes(c, 4);
+    for (double eps : {0.0, 0.003, 0.3, kInf}) {
+      auto lo = (x - eps).clamp(0, 1);
+      auto hi = (x + eps).clamp(0, 1);
+      auto bounds = local_ibp(net.layers, lo, hi);
+      for (Norm q : all_norms()) {
+        torch::Tensor exact;
+        {
+          BackwardPrecision precision(false);
+          exact = interval_jacobian_norm(net.layers, bounds, c, targets, q, JacobianRelaxation::Interval, net.shape);
+        }
+        auto low = interval_jacobian_norm(net.layers, bounds, c, targets, q, JacobianRelaxation::Interval, net.shape);
+        const auto what = fmt::format("{} eps {} q {}", net.name, eps, norm_name(q));
+        EXPECT_TRUE((low >= exact * (1 - 1e-12)).all().item<bool>()) << what << "\n" << low << "\n" << exact;
+        EXPECT_TRUE((low <= exact * (1 + 1e-3) + 1e-9).all().item<bool>()) << what << "\n" << low << "\n" << exact;
+        wider += (low > exact).sum().item<int64_t>();
+        entries += low.numel();
+      }
+    }
+  }
+  EXPECT_GT(wider, entries * 9 / 10) << wider << " of " << entries;
 }
 
 TEST(IntervalJacobian, InfersTheInputShapeOrAsksForIt) {
