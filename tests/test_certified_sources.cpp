@@ -461,6 +461,24 @@ torch::Tensor on_faces(torch::Tensor x) {
   return torch::where(u < 1.0 / 3, torch::zeros_like(x), torch::where(u > 5.0 / 6, torch::ones_like(x), x));
 }
 
+// Three image-like inputs of `net` (on_faces), seeded, with the float64
+// copy of its layers, the predicted classes and the other classes.
+struct NetInputs {
+  LayerList layers64;
+  torch::Tensor x;
+  torch::Tensor c;
+  torch::Tensor targets;
+};
+NetInputs image_like_inputs(const Net& net, uint64_t seed) {
+  torch::manual_seed(seed);
+  NetInputs in;
+  in.layers64 = to_f64(net.layers);
+  in.x = on_faces(torch::rand(batch_shape(3, net.shape), kF64));
+  in.c = run_layers(in.layers64, in.x).argmax(1);
+  in.targets = other_classes(in.c, 4);
+  return in;
+}
+
 // With faces, the bound is on max_z ||h(grad g_j(z))||_q, h dropping the sign
 // that a path from x into D cannot use (bounds/interval_jacobian.h): it holds
 // at every sampled point, never exceeds the bound without faces, and is
@@ -469,11 +487,7 @@ TEST(IntervalJacobian, FacesBoundEveryDirectionalRateSampledInTheRegion) {
   int tighter = 0;
   int compared = 0;
   for (const auto& net : small_nets()) {
-    torch::manual_seed(29);
-    auto layers64 = to_f64(net.layers);
-    auto x = on_faces(torch::rand(batch_shape(3, net.shape), kF64));
-    auto c = run_layers(layers64, x).argmax(1);
-    auto targets = other_classes(c, 4);
+    const auto [layers64, x, c, targets] = image_like_inputs(net, 29);
     auto faces = box_faces(x, Box{0, 1});
     auto face = faces.reshape({3, 1, 1, -1});
     for (double eps : {0.03, 0.3, kInf}) {
@@ -592,11 +606,7 @@ TEST(IntervalJacobian, Float32BackwardEnclosesTheFloat64One) {
   int64_t wider = 0;
   int64_t entries = 0;
   for (const auto& net : small_nets()) {
-    torch::manual_seed(23);
-    auto layers64 = to_f64(net.layers);
-    auto x = on_faces(torch::rand(batch_shape(3, net.shape), kF64));
-    auto c = run_layers(layers64, x).argmax(1);
-    auto targets = other_classes(c, 4);
+    const auto [layers64, x, c, targets] = image_like_inputs(net, 23);
     for (double eps : {0.0, 0.003, 0.3, kInf}) {
       auto lo = (x - eps).clamp(0, 1);
       auto hi = (x + eps).clamp(0, 1);
