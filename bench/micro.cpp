@@ -296,7 +296,7 @@ void bm_bound(benchmark::State& state, Setup s, bb::Norm p, BoundCase bound_case
 // pass. Same samples, same radius (Linf 0.01, L2 0.1).
 void bm_interval_jacobian(
     benchmark::State& state, Setup s, bb::Norm p, int64_t samples, bb::JacobianRelaxation relaxation,
-    bool float64 = false) {
+    bool float64) {
   // float64: the backward pass as on a GPU, to weigh the CPU's float32 one.
   bb::detail::use_float32_interval_backward(!float64);
   const auto& layers = *s.model->layers;

@@ -204,7 +204,8 @@ std::pair<torch::Tensor, torch::Tensor> float32_derivatives(const torch::Tensor&
 // One activation of the float32 backward pass: the gradient interval
 // [mid - rad, mid + rad] (rows [N, m, F]) times the derivative interval
 // [dl, du] ([N, 1, F], 0 <= dl), in centre/radius form again; lo and hi
-// (when defined, [N, m, F]) receive the interval before the product.
+// (both or neither given, [N, m, F]) receive the interval before the
+// product.
 std::pair<torch::Tensor, torch::Tensor> float32_activation(
     const torch::Tensor& mid,
     const torch::Tensor& rad,
@@ -542,8 +543,9 @@ torch::Tensor interval_jacobian_norm(
   Weights weights32;
   if (use_float32) {
     for (size_t i = 0; i < layers.size(); ++i) {
-      weights32.w.push_back(weights.w[i].defined() ? layers[i].weight.to(f32) : torch::Tensor());
-      weights32.abs.push_back(weights.w[i].defined() ? weights32.w.back().abs() : torch::Tensor());
+      const bool has_weight = layers[i].weight.defined();
+      weights32.w.push_back(has_weight ? layers[i].weight.to(f32) : torch::Tensor());
+      weights32.abs.push_back(has_weight ? weights32.w.back().abs() : torch::Tensor());
     }
   }
   auto cls = c.to(device).to(torch::kLong);
@@ -623,7 +625,8 @@ torch::Tensor interval_jacobian_norm(
           auto [dl, du] = float32_derivatives(s.dl, s.du);
           torch::Tensor lo;
           torch::Tensor hi;
-          std::tie(mid, rad) = float32_activation(mid, rad, dl, du, sign_aware ? &lo : nullptr, &hi);
+          std::tie(mid, rad) =
+              float32_activation(mid, rad, dl, du, sign_aware ? &lo : nullptr, sign_aware ? &hi : nullptr);
           if (sign_aware) {
             s.lo = lo.to(f64);
             s.hi = hi.to(f64);

@@ -124,9 +124,6 @@ TEST(ExactMilp, EqualsTheClosedFormOnLinearModels) {
   EXPECT_GE(checked, 30);
 }
 
-// The minimal distortion over a grid of points of D: the smallest distance
-// of a point where some f_j >= f_c. An upper bound on rho; the grid spans
-// the box [x - radius, x + radius] ∩ D.
 // The distance from x of the nearest grid point [G, 2] whose logits [G, k]
 // put some class j != c at or above c (+inf if none).
 double nearest_misclassified(const torch::Tensor& grid, const torch::Tensor& logits, const torch::Tensor& x,
@@ -138,6 +135,9 @@ double nearest_misclassified(const torch::Tensor& grid, const torch::Tensor& log
   return chosen.numel() > 0 ? chosen.min().item<double>() : kInf;
 }
 
+// The minimal distortion over a grid of points of D: the smallest distance
+// of a point where some f_j >= f_c. An upper bound on rho; the grid spans
+// the box [x - radius, x + radius] ∩ D.
 double grid_minimum(const Model& model, const torch::Tensor& x, int64_t c, Norm p, double radius, int64_t steps) {
   torch::NoGradGuard no_grad;
   auto lo = (x - radius).clamp(0, 1);
