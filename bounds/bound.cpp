@@ -74,7 +74,8 @@ GradNormResult SourcedBound::estimate(
     const torch::Tensor& c,
     const torch::Tensor& targets,
     RandomStreams* random,
-    const torch::Tensor& starts) const {
+    const torch::Tensor& starts,
+    const torch::Tensor& room_radius) const {
   GradNormRequest request;
   request.model = &model;
   request.region = &region;
@@ -82,6 +83,7 @@ GradNormResult SourcedBound::estimate(
   request.targets = targets;
   request.random = random;
   request.starts = starts;
+  request.room_radius = room_radius;
   return source_->estimate(request);
 }
 

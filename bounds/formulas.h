@@ -49,7 +49,8 @@ class SourcedBound : public Bound {
       const torch::Tensor& c,
       const torch::Tensor& targets,
       RandomStreams* random,
-      const torch::Tensor& starts = {}) const;
+      const torch::Tensor& starts = {},
+      const torch::Tensor& room_radius = {}) const;
 
   std::string label_;
   std::unique_ptr<GradNormSource> source_;

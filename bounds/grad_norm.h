@@ -8,8 +8,12 @@
 // Every formula uses the figure only to bound how fast g_j can fall along a
 // segment from the centre x inside S, so a source may bound the smaller
 // max_{z in S} ||h(grad g_j(z))||_q instead, h dropping the sign of each
-// coordinate that such a segment cannot use where x sits on a face of D (the
-// interval source does: bounds/interval_jacobian.h).
+// coordinate that such a segment cannot use where x sits on a face of D, and
+// for p = inf with a room radius rho weighing each sign by the room toward
+// the face, min(1, distance / rho) (the interval source does:
+// bounds/interval_jacobian.h). The second holds only for segments of length
+// at least rho, or with the length read as rho: a caller that passes rho
+// must use the figure that way (bounds/local_ball_shells.cpp).
 // One source per file in bounds/, registered in bounds/registry.cpp.
 #pragma once
 
@@ -33,6 +37,9 @@ struct GradNormRequest {
   // Optional extra starting points in D for sampled searches over D
   // (Theorem 1 passes training images): [P, ...], shared by every sample.
   torch::Tensor starts;
+  // Optional, float64 [N], p = inf only: the room radius rho above. Sources
+  // may ignore it (their figure is then larger, and as sound).
+  torch::Tensor room_radius;
 };
 
 struct GradNormResult {
@@ -54,6 +61,8 @@ class GradNormSource {
   // Throws a bb::Error naming `method` if this source cannot serve `model`
   // for the norm p (a certified source needs the layer chain, say).
   virtual void check(const Model& model, Norm p, const std::string& method) const {}
+  // Whether estimate() uses GradNormRequest::room_radius.
+  virtual bool weighs_room() const { return false; }
   virtual GradNormResult estimate(const GradNormRequest& request) const = 0;
 };
 

@@ -443,7 +443,7 @@ torch::Tensor interval_jacobian_norm(
     Norm q,
     JacobianRelaxation relaxation,
     const std::vector<int64_t>& input_shape,
-    const torch::Tensor& faces) {
+    const torch::Tensor& room) {
   BB_CHECK(!layers.empty(), "interval Jacobian: empty layer chain");
   const bool sign_aware = relaxation != JacobianRelaxation::Interval;
   const bool linear = relaxation == JacobianRelaxation::Linear;
@@ -663,17 +663,24 @@ torch::Tensor interval_jacobian_norm(
     hi = (rad.defined() ? mid + rad : mid).reshape({n, m, -1});
     magnitude = rad.defined() ? (mid.abs() + rad).reshape({n, m, -1}) : mid.abs().reshape({n, m, -1});
   }
-  // Faces of D (see the header): h = relu(-gamma) on the lower face, relu(gamma)
-  // on the upper one; face [N, 1, d] is +1, -1 or 0.
-  torch::Tensor face;
-  if (faces.defined()) {
+  // The room toward D's faces (see the header): h_k(gamma) = down_k relu(gamma)
+  // + up_k relu(-gamma), down and up ([N, 1, d] in [0, 1]) from `room`; for
+  // q != 1 only whether the room is 0 counts (a fraction of the radius is a
+  // bound for q = 1 only).
+  torch::Tensor room_down;
+  torch::Tensor room_up;
+  if (room.defined()) {
     BB_CHECK(
-        faces.dim() >= 1 && faces.size(0) == n && faces.numel() == n * lo.size(2),
-        "interval Jacobian: faces of shape {} for {} inputs of {} coordinates",
-        faces.sizes(), n, lo.size(2));
-    face = faces.to(f64).reshape({n, 1, -1});
-    magnitude = torch::where(
-        face > 0, (-lo).clamp_min(0), torch::where(face < 0, hi.clamp_min(0), magnitude));
+        room.dim() >= 2 && room.size(0) == n && room.size(1) == 2 && room.numel() == n * 2 * lo.size(2),
+        "interval Jacobian: room of shape {} for {} inputs of {} coordinates (expected [N, 2, ...input])",
+        room.sizes(), n, lo.size(2));
+    auto weights = room.to(f64).reshape({n, 2, 1, -1});
+    if (q != Norm::L1) {
+      weights = (weights > 0).to(f64);
+    }
+    room_down = weights.select(1, 0);
+    room_up = weights.select(1, 1);
+    magnitude = torch::max(room_down * hi.clamp_min(0), room_up * (-lo).clamp_min(0));
   }
   auto plain = lp_norm(magnitude.reshape({n * m, -1}), q).view({n, m});
   if (!sign_aware || states.empty()) {
@@ -693,21 +700,19 @@ torch::Tensor interval_jacobian_norm(
     auto known = (lo >= 0) | (hi <= 0);
     auto sign = torch::where(hi >= -lo, ones, -ones);
     auto wrong = torch::where(known, zeros, torch::min(-lo, hi));
-    torch::Tensor faced;
+    torch::Tensor restricted;
     torch::Tensor exact_slope;  // h's slope where the sign is known
-    torch::Tensor lower_face;
-    if (face.defined()) {
-      // h is linear where the sign is known (slope -1, 0 or 1) and lies under
-      // its chord over [lo, hi] where it straddles: slope lo / (hi - lo) or
-      // hi / (hi - lo), offset -lo hi / (hi - lo), in place of sign and 2 wrong.
-      faced = (face != 0).expand_as(lo);
-      lower_face = (face > 0).expand_as(lo);
-      exact_slope = torch::where(
-          lower_face, torch::where(hi <= 0, -ones, zeros), torch::where(lo >= 0, ones, zeros));
-      auto chord_slope = torch::where(lower_face, lo, hi) / (hi - lo);
-      auto chord_offset = -lo * hi / (hi - lo);
-      sign = torch::where(faced, torch::where(known, exact_slope, chord_slope), sign);
-      wrong = torch::where(faced, torch::where(known, zeros, chord_offset * 0.5), wrong);
+    if (room_down.defined()) {
+      // h is linear where the sign is known (slope room_down or -room_up) and lies
+      // under its chord over [lo, hi] where it straddles: slope
+      // (room_down hi + room_up lo) / (hi - lo), offset -(room_down + room_up) lo hi / (hi - lo),
+      // in place of sign and 2 wrong where some room is short of 1.
+      restricted = ((room_down < 1) | (room_up < 1)).expand_as(lo);
+      exact_slope = torch::where(lo >= 0, room_down.expand_as(lo), -room_up.expand_as(lo));
+      auto chord_slope = (room_down * hi + room_up * lo) / (hi - lo);
+      auto chord_offset = -(room_down + room_up) * lo * hi / (hi - lo);
+      sign = torch::where(restricted, torch::where(known, exact_slope, chord_slope), sign);
+      wrong = torch::where(restricted, torch::where(known, zeros, chord_offset * 0.5), wrong);
     }
     auto weight = q == Norm::L1 ? sign : sign * magnitude;
     auto v = torch::stack({torch::where(known, weight, zeros), weight}, 2);  // [N, m, 2, d]
@@ -720,20 +725,20 @@ torch::Tensor interval_jacobian_norm(
       auto offset = q == Norm::L1
           ? torch::where(straddles, -2 * hi * lo / (hi - lo), zeros)
           : -lo * hi;
-      if (face.defined()) {
+      if (room_down.defined()) {
         if (q == Norm::L1) {
-          slope = torch::where(faced, sign, slope);
-          offset = torch::where(faced, 2 * wrong, offset);
+          slope = torch::where(restricted, sign, slope);
+          offset = torch::where(restricted, 2 * wrong, offset);
         } else {
-          // The chord of h^2: where the sign is known h^2 is gamma^2 or 0;
-          // where it straddles, relu(-gamma)^2 runs from lo^2 to 0 (lower
-          // face), relu(gamma)^2 from 0 to hi^2.
+          // The chord of h^2 (room 0 or 1 here): where the sign is known h^2
+          // is room_down^2 gamma^2 or room_up^2 gamma^2, under its chord; where it
+          // straddles, h^2 runs from room_up^2 lo^2 to room_down^2 hi^2.
           auto square = exact_slope.square();
-          auto end = torch::where(lower_face, lo, hi);
-          auto chord_slope = torch::where(lower_face, -end.square(), end.square()) / (hi - lo);
-          auto chord_offset = -chord_slope * torch::where(lower_face, hi, lo);
-          slope = torch::where(faced, torch::where(known, square * (lo + hi), chord_slope), slope);
-          offset = torch::where(faced, torch::where(known, -square * lo * hi, chord_offset), offset);
+          auto at_lo = (room_up * lo).square();
+          auto chord_slope = ((room_down * hi).square() - at_lo) / (hi - lo);
+          auto chord_offset = at_lo - chord_slope * lo;
+          slope = torch::where(restricted, torch::where(known, square * (lo + hi), chord_slope), slope);
+          offset = torch::where(restricted, torch::where(known, -square * lo * hi, chord_offset), offset);
         }
       }
       v = torch::stack({torch::where(known, weight, zeros), slope}, 2);
@@ -767,9 +772,10 @@ torch::Tensor interval_jacobian_norm(
   auto up = upper.narrow(2, 0, top);     // max gamma_k
   auto down = upper.narrow(2, top, top);  // max -gamma_k
   auto largest = torch::max(up, down);
-  if (face.defined()) {
-    auto at = face.expand({n, m, d}).gather(2, index);
-    largest = torch::where(at > 0, down.clamp_min(0), torch::where(at < 0, up.clamp_min(0), largest));
+  if (room_down.defined()) {
+    auto at_down = room_down.expand({n, m, d}).gather(2, index);
+    auto at_up = room_up.expand({n, m, d}).gather(2, index);
+    largest = torch::max(at_down * up.clamp_min(0), at_up * down.clamp_min(0));
   }
   auto refined = torch::min(values.narrow(2, 0, top), largest);
   auto best = std::get<0>(refined.max(2));
@@ -785,9 +791,27 @@ void use_float32_interval_backward(bool on) {
 }
 }  // namespace detail
 
-torch::Tensor box_faces(const torch::Tensor& center, Box box) {
+torch::Tensor box_room(const torch::Tensor& center, Box box, const torch::Tensor& weight_radius) {
   auto x = center.to(torch::kFloat64);
-  return (x <= box.lo).to(torch::kFloat64) - (x >= box.hi).to(torch::kFloat64);
+  auto below = x - box.lo;  // how far the coordinate can move down in D
+  auto above = box.hi - x;
+  torch::Tensor down = (below > 0).to(torch::kFloat64);
+  torch::Tensor up = (above > 0).to(torch::kFloat64);
+  if (weight_radius.defined()) {
+    BB_CHECK(
+        weight_radius.dim() == 1 && weight_radius.size(0) == x.size(0),
+        "box room: a weight radius per sample expected, got {} for {} samples",
+        weight_radius.sizes(), x.size(0));
+    auto rho = weight_radius.to(x.device(), torch::kFloat64).view(with_prefix({-1}, std::vector<int64_t>(x.dim() - 1, 1)));
+    // min(1, room / rho), rounded up so that the fraction is never short.
+    auto fraction = [&](const torch::Tensor& room) {
+      auto f = torch::nextafter(room / rho, torch::full_like(room, kInf)).clamp(0.0, 1.0);
+      return torch::where(rho > 0, f, (room > 0).to(torch::kFloat64));
+    };
+    down = torch::where(below > 0, fraction(below), torch::zeros_like(below));
+    up = torch::where(above > 0, fraction(above), torch::zeros_like(above));
+  }
+  return torch::stack({down, up}, 1);
 }
 
 }  // namespace bb

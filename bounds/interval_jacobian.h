@@ -78,21 +78,29 @@
 // neuron; that is out of reach for convolutional layers and is not done, so
 // the signs come from the plain pass.
 //
-// Faces of D (the `faces` argument): where the centre x of the region sits
-// on a face of the box D, a path from x that stays in D can move coordinate k
-// one way only: up from the lower face (delta_k >= 0), down from the upper
-// one (delta_k <= 0). Every formula uses the gradient norm to bound how fast
-// g_j can fall along such a path (g_j(x + delta) >= g_j(x) - G ||delta||_p),
-// and -gamma . delta <= sum_k h_k(gamma_k) |delta_k| <= ||h(gamma)||_q
-// ||delta||_p with h_k(gamma) = |gamma| for a free coordinate, relu(-gamma)
-// on the lower face and relu(gamma) on the upper one. So the bound returned
-// is on max_z ||h(grad g_j(z))||_q, which is at most G_j(S) and is all the
-// formulas need. The plain bound takes the larger endpoint of h over
-// [lo_k, hi_k]; the merged forms use h's exact slope where the sign of
-// gamma_k is known and the chord of h (q = 1) or of h^2 (q = 2, linear)
-// over [lo_k, hi_k] where it straddles 0; q = inf refines max h_k by
-// max(0, upper of -gamma_k) (lower face) or max(0, upper of gamma_k). On MNIST
-// most pixels are 0 (and some 1), so this matters: see the README.
+// Room toward the faces of D (the `room` argument, from box_room). Every
+// formula uses the gradient norm to bound how fast g_j can fall along a path
+// from the centre x inside D (g_j(x + delta) >= g_j(x) - G ||delta||_p). Such
+// a path moves coordinate k down by at most x_k - lo and up by at most
+// hi - x_k: none at all from a face. The bound is on the q-norm of
+// h_k(gamma) = down_k relu(gamma) + up_k relu(-gamma):
+//   - faces (no weight radius): down_k = 0 on the lower face, up_k = 0 on
+//     the upper one, 1 elsewhere; then -gamma_k delta_k <= h_k(gamma_k)
+//     |delta_k| and -gamma . delta <= ||h(gamma)||_q ||delta||_p for every p;
+//   - p = inf, weight radius rho > 0: down_k = min(1, (x_k - lo) / rho),
+//     up_k = min(1, (hi - x_k) / rho). For ||delta||_inf = R,
+//     |delta_k| toward the lower face <= min(R, x_k - lo) <= max(R, rho) down_k,
+//     so -gamma . delta <= max(R, rho) ||h(gamma)||_1: the figure counts
+//     fully only for R >= rho (see bounds/local_ball_shells.cpp for how the
+//     shells use it). For q != 1 only whether the room is 0 counts.
+// So the bound returned is on max_z ||h(grad g_j(z))||_q, which is at most
+// G_j(S). The plain bound takes the larger endpoint of h over [lo_k, hi_k];
+// the merged forms use h's exact slope where the sign of gamma_k is known and
+// the chord of h (q = 1) or of h^2 (q = 2, linear) over [lo_k, hi_k] where it
+// straddles 0; q = inf refines max h_k with the same weights on the upper
+// bounds of gamma_k and -gamma_k. On MNIST most pixels are 0 (and some 1)
+// and many others within a few hundredths of a face, so this matters: see
+// the README.
 //
 // Rounding: on the CPU, the plain backward pass runs in float32 from the
 // first activation (counted from the logits) on, with every operation
@@ -143,9 +151,9 @@ std::pair<torch::Tensor, torch::Tensor> derivative_interval(
 // targets int64 [N, m]. `input_shape` is one input's shape (InputSpec::shape);
 // when empty it is inferred from the bounds where that is unambiguous (not
 // across a strided convolution before the first activation: then a
-// bb::Error asks for it). `faces` (optional, [N, ...input], from box_faces)
-// restricts the norm to the directions a path from the centre can take (see
-// above). Runs on the device of the layers' weights.
+// bb::Error asks for it). `room` (optional, [N, 2, ...input], from box_room)
+// weighs each coordinate's two signs by the room a path from the centre has
+// (see above). Runs on the device of the layers' weights.
 torch::Tensor interval_jacobian_norm(
     const LayerList& layers,
     const PreActivationBounds& bounds,
@@ -154,7 +162,7 @@ torch::Tensor interval_jacobian_norm(
     Norm q,
     JacobianRelaxation relaxation,
     const std::vector<int64_t>& input_shape = {},
-    const torch::Tensor& faces = {});
+    const torch::Tensor& room = {});
 
 namespace detail {
 // The float32 backward pass with outward rounding on the CPU (default on);
@@ -162,9 +170,11 @@ namespace detail {
 void use_float32_interval_backward(bool on);
 }  // namespace detail
 
-// Float64 [N, ...]: +1 where center (in D) sits on the box's lower face (a
-// path from it in D can only raise the coordinate), -1 on the upper face, 0
-// elsewhere.
-torch::Tensor box_faces(const torch::Tensor& center, Box box);
+// Float64 [N, 2, ...input]: the room a path from center (in D) has toward
+// the box's lower face ([:, 0], moving down) and upper face ([:, 1]), as a
+// fraction of the radius. Without weight_radius: 0 on the face, 1 elsewhere.
+// With weight_radius rho (float64 [N]): min(1, room / rho) rounded up, and
+// where rho is 0 as without it.
+torch::Tensor box_room(const torch::Tensor& center, Box box, const torch::Tensor& weight_radius = {});
 
 }  // namespace bb

@@ -5,7 +5,9 @@
 // arithmetic (bounds/interval_jacobian.h), and the q-norm of the largest
 // magnitude of each coordinate bounds ||grad g_j(z)||_q at every z of the
 // region (with interval.faces, only the directions a path from the centre
-// into D can take count where the centre sits on a face of D). No gradient
+// into D can take count where the centre sits on a face of D, and for
+// p = inf with a room radius each direction weighs the room toward its
+// face). No gradient
 // evaluations: its cost is the bounds' passes.
 #include <map>
 #include <mutex>
@@ -41,6 +43,8 @@ class IntervalSource : public LayerChainSource {
     return fmt::format("interval-{}({})", crown_ ? "crown" : "ibp", describe_options(all, {"interval.backward", "interval.faces"}));
   }
 
+  bool weighs_room() const override { return options_.faces; }
+
   GradNormResult estimate(const GradNormRequest& request) const override {
     const Model& model = *request.model;
     const LayerList& layers = require_layers(model, name());
@@ -52,7 +56,7 @@ class IntervalSource : public LayerChainSource {
         layers, bounds, request.c, request.targets, dual(region.norm()),
         parse_relaxation(options_.backward, "interval.backward"),
         model.classifier.spec().shape,
-        options_.faces ? box_faces(region.center(), region.box()) : torch::Tensor());
+        options_.faces ? box_room(region.center(), region.box(), request.room_radius) : torch::Tensor());
     result.gradients = torch::zeros({request.c.size(0)}, request.c.options().dtype(torch::kInt64));
     result.seconds = watch.seconds();
     return result;

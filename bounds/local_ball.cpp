@@ -8,6 +8,13 @@
 // capped at the diameter of D). Then bisection on log R between
 // R0 2^-octaves and R0, every sample taking the same number of steps (a
 // sample's random draws depend on nothing else).
+//
+// Room (p = inf, local_ball.room): the source may weigh each pixel's two
+// directions by its room toward D's faces at the trial radius R
+// (bounds/interval_jacobian.h). Its figure G then gives g_j(x + delta) >=
+// g_j(x) - max(||delta||, R) G for ||delta|| <= R, so the whole ball of radius
+// R is safe when min_j g_j / G_j >= R, but the ratio at a larger R proves
+// nothing about a smaller ball: only radii shown whole count.
 #include <cmath>
 #include <limits>
 
@@ -25,9 +32,14 @@ class LocalBall : public SourcedBound {
   LocalBall(const std::string& label, Norm p, std::unique_ptr<GradNormSource> source, const BoundOptions& options)
       : SourcedBound(label, p, std::move(source), options) {}
 
-  std::string name() const override { return describe({"local_ball.octaves", "local_ball.bisection_steps"}); }
+  std::string name() const override {
+    return room() ? describe({"local_ball.octaves", "local_ball.bisection_steps", "local_ball.room"})
+                  : describe({"local_ball.octaves", "local_ball.bisection_steps"});
+  }
 
  protected:
+  bool room() const { return norm() == Norm::Linf && options_.local_ball.room && source_->weighs_room(); }
+
   BoundResult compute(
       const Model& model,
       const torch::Tensor& x,
@@ -44,11 +56,18 @@ class LocalBall : public SourcedBound {
         at_x.r0, options_.local_ball.octaves, options_.local_ball.bisection_steps,
         [&](const torch::Tensor& radius) {
           Region region = Region::ball(x, radius.to(x.scalar_type()), norm(), box);
-          auto found = estimate(model, region, c, at_x.targets, &random);
+          auto found = estimate(
+              model, region, c, at_x.targets, &random, {},
+              room() ? radius.to(torch::kFloat64) : torch::Tensor());
           gradients += found.gradients;
           auto ratio = min_ratio(at_x.g, found.value, at_x.targets);
-          best.offer(torch::minimum(ratio.value, radius), ratio.target, ratio.grad_norm, radius);
-          return ratio.value >= radius;
+          auto shown = ratio.value >= radius;
+          // With the room at R the figure holds only for the whole ball of
+          // radius R: a radius that is not shown gives nothing.
+          auto value = room() ? torch::where(shown, radius, torch::zeros_like(radius))
+                              : torch::minimum(ratio.value, radius);
+          best.offer(value, ratio.target, ratio.grad_norm, radius);
+          return shown;
         });
     best.result.gradients = gradients;
     return best.result;

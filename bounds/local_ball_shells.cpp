@@ -19,6 +19,17 @@
 // adds a shell, unlike a bisection on R, where each trial radius needs its
 // own shells. It is never looser than the local ball on the grid's radii:
 // at r_l, I_j(r_l) <= G_j(r_l) r_l.
+//
+// Room (p = inf, shells.room): from round 2 on, the sources may weigh each
+// coordinate's two directions by its room toward D's faces at the room
+// radius rho = the last round's R* (bounds/interval_jacobian.h): for
+// ||delta||_inf = R they then give g_j(x + delta) >= g_j(x) - max(R, rho)/R
+// I_j(R) (every bound of an earlier round, with more room, holds with rho's
+// weights too). For R >= rho that is the integral above; for R < rho, env
+// grows with t, so I_j(R) / R <= I_j(rho) / rho and the loss is at most
+// I_j(rho). So every R <= R* is safe as long as rho <= R*, and it is: the
+// new radii only lower the envelope, so R* does not fall below the last
+// round's (where rounding would make it, the last round's R* stands).
 #include <cmath>
 #include <limits>
 
@@ -86,9 +97,14 @@ class LocalBallShells : public SourcedBound {
   LocalBallShells(const std::string& label, Norm p, std::unique_ptr<GradNormSource> source, const BoundOptions& options)
       : SourcedBound(label, p, std::move(source), options) {}
 
-  std::string name() const override { return describe({"shells.shells", "shells.rounds"}); }
+  std::string name() const override {
+    return room() ? describe({"shells.shells", "shells.rounds", "shells.room"})
+                  : describe({"shells.shells", "shells.rounds"});
+  }
 
  protected:
+  bool room() const { return norm() == Norm::Linf && options_.shells.room && source_->weighs_room(); }
+
   BoundResult compute(
       const Model& model,
       const torch::Tensor& x,
@@ -102,19 +118,37 @@ class LocalBallShells : public SourcedBound {
     std::vector<torch::Tensor> radii;
     std::vector<torch::Tensor> bounds;
     ShellIntegral integral;
+    torch::Tensor last_index;
+    torch::Tensor last_grad_norm;
     auto top = at_x.r0;
+    // The room radius: none in round 1 (faces only), then the last round's R*.
+    torch::Tensor room_radius;
     for (int round = 0; round < options_.shells.rounds; ++round) {
       const double offset = van_der_corput(round);
       for (int i = 1; i <= shells; ++i) {
         auto radius = top * ((i - offset) / shells);
         Region region = Region::ball(x, radius.to(x.scalar_type()), norm(), box);
-        auto found = estimate(model, region, c, at_x.targets, &random);
+        auto found = estimate(model, region, c, at_x.targets, &random, {}, room_radius);
         gradients += found.gradients;
         radii.push_back(radius);
         bounds.push_back(found.value);
       }
+      auto last = integral.radius;
       integral = shell_integral(torch::stack(radii, 1), torch::stack(bounds, 1), at_x.g);
+      if (room_radius.defined()) {
+        // Adding radii only lowers the envelope, so R* cannot fall below the
+        // room radius but by rounding; the last round's R* stands then.
+        auto fell = integral.radius < last;
+        integral.radius = torch::where(fell, last, integral.radius);
+        integral.index = torch::where(fell, last_index, integral.index);
+        integral.grad_norm = torch::where(fell, last_grad_norm, integral.grad_norm);
+      }
+      last_index = integral.index;
+      last_grad_norm = integral.grad_norm;
       top = integral.exhausted;
+      if (room()) {
+        room_radius = integral.radius.to(torch::kFloat64);
+      }
     }
     BoundResult result;
     result.value = integral.radius;

@@ -22,6 +22,7 @@ std::vector<OptionField> option_fields(BoundOptions& o) {
       {"clever.min_pvalue", "CLEVER: K-S p-value below which the fit is rejected", &o.clever.min_pvalue},
       {"local_ball.octaves", "local ball: search R down to R0 2^-octaves", &o.local_ball.octaves},
       {"local_ball.bisection_steps", "local ball: bisection steps on log R", &o.local_ball.bisection_steps},
+      {"local_ball.room", "local ball, Linf: weigh each coordinate by its room toward D's faces at the trial radius (true or false)", &o.local_ball.room},
       {"lipschitz.radius", "Lipschitz: radius R of the ball (default: L1 40, L2 2, Linf 0.1)", &o.lipschitz.radius},
       {"lipschitz.targets", "Lipschitz: all, top2, random or least", &o.lipschitz.targets},
       {"theorem1.cache_dir", "Theorem 1: keep G_j(D) on disk in this folder", &o.theorem1.cache_dir},
@@ -29,6 +30,7 @@ std::vector<OptionField> option_fields(BoundOptions& o) {
       {"interval.faces", "interval Jacobian: where x sits on a face of D, count only the directions into D (true or false)", &o.interval.faces},
       {"shells.shells", "local-ball shells: shells (radii) per round of the integral's grid", &o.shells.shells},
       {"shells.rounds", "local-ball shells: rounds refining the grid below the radius where it failed", &o.shells.rounds},
+      {"shells.room", "local-ball shells, Linf: from round 2, weigh each coordinate by its room toward D's faces at the last radius (true or false)", &o.shells.room},
       {"crown_radius.bisection_steps", "CROWN radius: bisection steps on epsilon", &o.crown_radius.bisection_steps},
   };
 }

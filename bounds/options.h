@@ -33,9 +33,13 @@ struct CleverOptions {
 
 // Local ball (Hein & Andriushchenko 2017): max over R of min(g / G(R), R), by
 // bisection on log R between R0 2^-octaves and R0 = min_j g_j / ||grad g_j(x)||_q.
+// With `room` (p = inf), every trial radius R weighs each pixel's two
+// directions by its room toward D's faces at R, and counts only when it is
+// shown whole (bounds/local_ball.cpp).
 struct LocalBallOptions {
   int octaves = 20;
   int bisection_steps = 16;
+  bool room = true;
 };
 
 // Lipschitz (CLEVER's formula): min_j g_j / L_j over B_p(x, R), capped at R.
@@ -64,9 +68,13 @@ struct IntervalOptions {
 // Local ball by shell integration: `shells` radii per round, equally spaced
 // up to R0 in the first round and up to the radius where the budget ran out
 // in each later one (bounds/local_ball_shells.cpp).
+// With `room` (p = inf), every round after the first weighs each pixel's
+// two directions by its room toward D's faces at the previous round's
+// radius (bounds/local_ball_shells.cpp).
 struct ShellOptions {
   int shells = 16;
   int rounds = 3;
+  bool room = true;
 };
 struct CrownRadiusOptions {
   int bisection_steps = 20;

@@ -195,7 +195,7 @@ TEST(SampledSource, NeverAboveHeinsCertifiedBound) {
     for (double radius : {0.05, 0.5, 2.0}) {
       Region region = Region::ball(x, torch::full({5}, radius, torch::kFloat64), p, Box{-10, 10});
       auto random = RandomStreams::derive(1, "hein", torch::arange(5), torch::kCPU);
-      GradNormRequest request{&model, &region, c, targets, &random, {}};
+      GradNormRequest request{&model, &region, c, targets, &random, {}, {}};
       auto found = source->estimate(request).value;
       auto certified = terms.a + terms.b * radius;
       EXPECT_TRUE((found <= certified * (1 + 1e-9)).all().item<bool>())
@@ -228,11 +228,11 @@ TEST(SampledSource, ReachesTheGridMaximumOnATwoDimensionalNetwork) {
     options.ascent_steps = 60;
     options.ascent_rel_step = 0.02;
     auto random = RandomStreams::derive(2, "grid", torch::zeros({1}, torch::kInt64), torch::kCPU);
-    GradNormRequest request{&model, &region, c, targets, &random, {}};
+    GradNormRequest request{&model, &region, c, targets, &random, {}, {}};
     auto found = make_sampled_source(options)->estimate(request).value.select(0, 0);
     options.ascent_steps = 0;
     auto random_again = RandomStreams::derive(2, "grid", torch::zeros({1}, torch::kInt64), torch::kCPU);
-    GradNormRequest again{&model, &region, c, targets, &random_again, {}};
+    GradNormRequest again{&model, &region, c, targets, &random_again, {}, {}};
     auto draws_only = make_sampled_source(options)->estimate(again).value.select(0, 0);
     EXPECT_TRUE((found >= grid_max * 0.995).all().item<bool>()) << norm_name(p) << found << grid_max;
     EXPECT_TRUE((found <= grid_max * 1.001).all().item<bool>()) << norm_name(p) << found << grid_max;

@@ -479,6 +479,13 @@ NetInputs image_like_inputs(const Net& net, uint64_t seed) {
   return in;
 }
 
+// h_k(gamma) = down_k relu(gamma) + up_k relu(-gamma) of gradients
+// [N, P, m, d] with the room [N, 2, ...input] of box_room.
+torch::Tensor with_room(const torch::Tensor& grads, const torch::Tensor& room) {
+  auto r = room.reshape({room.size(0), 2, 1, 1, -1});
+  return r.select(1, 0) * grads.clamp_min(0) + r.select(1, 1) * (-grads).clamp_min(0);
+}
+
 // With faces, the bound is on max_z ||h(grad g_j(z))||_q, h dropping the sign
 // that a path from x into D cannot use (bounds/interval_jacobian.h): it holds
 // at every sampled point, never exceeds the bound without faces, and is
@@ -488,15 +495,14 @@ TEST(IntervalJacobian, FacesBoundEveryDirectionalRateSampledInTheRegion) {
   int compared = 0;
   for (const auto& net : small_nets()) {
     const auto [layers64, x, c, targets] = image_like_inputs(net, 29);
-    auto faces = box_faces(x, Box{0, 1});
-    auto face = faces.reshape({3, 1, 1, -1});
+    auto faces = box_room(x, Box{0, 1});
     for (double eps : {0.03, 0.3, kInf}) {
       auto lo = (x - eps).clamp(0, 1);
       auto hi = (x + eps).clamp(0, 1);
       auto bounds = local_ibp(net.layers, lo, hi);
       auto z = box_points(lo, hi, 400);
       auto grads = margin_gradients(layers64, z, c, targets);  // [N, P, m, d]
-      auto h = torch::where(face > 0, (-grads).clamp_min(0), torch::where(face < 0, grads.clamp_min(0), grads.abs()));
+      auto h = with_room(grads, faces);
       for (Norm q : all_norms()) {
         auto sampled = std::get<0>(lp_norm(h.flatten(0, 2), q).view({3, -1, 3}).max(1));
         for (auto r : kRelaxations) {
@@ -509,6 +515,47 @@ TEST(IntervalJacobian, FacesBoundEveryDirectionalRateSampledInTheRegion) {
               << what << "\nwith faces\n" << bound << "\nwithout\n" << free;
           compared += 1;
           tighter += (bound < free * 0.99).any().item<bool>() ? 1 : 0;
+        }
+      }
+    }
+  }
+  EXPECT_GT(tighter, compared / 2) << tighter << " of " << compared;
+}
+
+// For q = 1 with a room radius rho, the bound is on max_z ||h(grad g_j(z))||_1
+// with h weighing each sign by min(1, room / rho) (bounds/interval_jacobian.h):
+// it holds at every sampled point and is below the faces-only bound on some
+// regions; for q = 2 and q = inf the room radius changes nothing.
+TEST(IntervalJacobian, RoomWeightsBoundEveryWeightedRateSampledInTheRegion) {
+  int tighter = 0;
+  int compared = 0;
+  for (const auto& net : small_nets()) {
+    const auto [layers64, x, c, targets] = image_like_inputs(net, 31);
+    auto faces = box_room(x, Box{0, 1});
+    for (double eps : {0.03, 0.3}) {
+      auto rho = torch::full({3}, eps, kF64);
+      auto room = box_room(x, Box{0, 1}, rho);
+      EXPECT_TRUE((room <= faces).all().item<bool>());
+      EXPECT_TRUE(((room > 0) & (room < 1)).any().item<bool>());
+      auto lo = (x - eps).clamp(0, 1);
+      auto hi = (x + eps).clamp(0, 1);
+      auto bounds = local_ibp(net.layers, lo, hi);
+      auto z = box_points(lo, hi, 400);
+      auto h = with_room(margin_gradients(layers64, z, c, targets), room);
+      auto sampled = std::get<0>(lp_norm(h.flatten(0, 2), Norm::L1).view({3, -1, 3}).max(1));
+      for (auto r : kRelaxations) {
+        const auto what = fmt::format("{} eps {} {}", net.name, eps, relaxation_name(r));
+        auto bound = interval_jacobian_norm(net.layers, bounds, c, targets, Norm::L1, r, net.shape, room);
+        auto faced = interval_jacobian_norm(net.layers, bounds, c, targets, Norm::L1, r, net.shape, faces);
+        EXPECT_TRUE((bound >= sampled * (1 - 1e-9)).all().item<bool>())
+            << what << "\nbound\n" << bound << "\nsampled\n" << sampled;
+        compared += 1;
+        tighter += (bound < faced * 0.99).any().item<bool>() ? 1 : 0;
+        for (Norm q : {Norm::L2, Norm::Linf}) {
+          EXPECT_TRUE(torch::equal(
+              interval_jacobian_norm(net.layers, bounds, c, targets, q, r, net.shape, room),
+              interval_jacobian_norm(net.layers, bounds, c, targets, q, r, net.shape, faces)))
+              << what << " q " << norm_name(q);
         }
       }
     }
@@ -684,7 +731,8 @@ TEST(CertifiedSources, LinearModelGivesTheExactDualNorm) {
 
 // On a linear model with x on faces of D the bound is exactly ||h(w_c - w_j)||_q:
 // a coordinate on the lower face counts only where w_c - w_j < 0, one on the
-// upper face only where it is > 0.
+// upper face only where it is > 0. With a room radius (q = 1) each sign
+// weighs its room toward the face.
 TEST(CertifiedSources, LinearModelOnFacesGivesTheExactDirectionalNorm) {
   torch::manual_seed(31);
   LayerList layers{linear(7, 5)};
@@ -695,21 +743,31 @@ TEST(CertifiedSources, LinearModelOnFacesGivesTheExactDirectionalNorm) {
   auto c = torch::tensor({0, 1, 2, 3, 4, 0});
   auto targets = other_classes(c, 5);
   auto diff = w.index_select(0, c).unsqueeze(1) - w.index_select(0, targets.flatten()).view({6, 4, 7});
-  auto face = box_faces(x, Box{0, 1}).unsqueeze(1);
-  auto h = torch::where(face > 0, (-diff).clamp_min(0), torch::where(face < 0, diff.clamp_min(0), diff.abs()));
+  auto h = with_room(diff.unsqueeze(1), box_room(x, Box{0, 1})).squeeze(1);
   PreActivationBounds none;
   for (Norm q : all_norms()) {
     auto expected = lp_norm(h.reshape({24, 7}), q).view({6, 4});
     auto free = lp_norm(diff.reshape({24, 7}), q).view({6, 4});
     EXPECT_TRUE((expected < free).any().item<bool>());
     for (auto r : kRelaxations) {
-      auto bound = interval_jacobian_norm(layers, none, c, targets, q, r, {7}, box_faces(x, Box{0, 1}));
+      auto bound = interval_jacobian_norm(layers, none, c, targets, q, r, {7}, box_room(x, Box{0, 1}));
       EXPECT_TRUE(torch::allclose(bound, expected, 1e-12, 0)) << norm_name(q) << "\n" << bound << "\n" << expected;
     }
   }
+  // With a room radius rho, q = 1: exactly sum_k down_k relu(w_k) + up_k
+  // relu(-w_k), down_k = min(1, x_k / rho), up_k = min(1, (1 - x_k) / rho).
+  auto rho = torch::full({6}, 0.4, kF64);
+  auto down = (x / 0.4).clamp_max(1).unsqueeze(1);
+  auto up = ((1 - x) / 0.4).clamp_max(1).unsqueeze(1);
+  auto weighted = (down * diff.clamp_min(0) + up * (-diff).clamp_min(0)).sum(2);
+  EXPECT_TRUE((weighted < lp_norm(h.reshape({24, 7}), Norm::L1).view({6, 4})).any().item<bool>());
+  for (auto r : kRelaxations) {
+    auto bound = interval_jacobian_norm(layers, none, c, targets, Norm::L1, r, {7}, box_room(x, Box{0, 1}, rho));
+    EXPECT_TRUE(torch::allclose(bound, weighted, 1e-12, 0)) << relaxation_name(r) << "\n" << bound << "\n" << weighted;
+  }
   testing::expect_error(
-      [&] { interval_jacobian_norm(layers, none, c, targets, Norm::L1, JacobianRelaxation::Linear, {7}, torch::zeros({6, 6})); },
-      {"faces of shape"});
+      [&] { interval_jacobian_norm(layers, none, c, targets, Norm::L1, JacobianRelaxation::Linear, {7}, torch::zeros({6, 7})); },
+      {"room of shape"});
 }
 
 // ---------------------------------------------------------------------------

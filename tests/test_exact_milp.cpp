@@ -243,6 +243,50 @@ TEST(CertifiedBounds, OnTheFacesOfTheSquareStayBelowTheGrid) {
   EXPECT_GE(raised, 30);
 }
 
+// Near the faces of the square (within a few hundredths), in Linf: the shells
+// and the local ball that weigh each direction by its room toward the face
+// (shells.room, local_ball.room) stay at or below a misclassified grid
+// point's distance, and end above those without it on some samples.
+TEST(CertifiedBounds, RoomNearTheFacesStaysBelowTheGrid) {
+  auto x = torch::tensor(
+      {{0.01, 0.02}, {0.99, 0.97}, {0.03, 0.985}, {0.975, 0.005}, {0.015, 0.37}, {0.62, 0.02}, {0.98, 0.55},
+       {0.28, 0.995}, {0.05, 0.5}, {0.5, 0.96}},
+      torch::kFloat64);
+  const int64_t n = x.size(0);
+  auto index = torch::arange(n, torch::kInt64);
+  int checked = 0;
+  int raised = 0;
+  for (uint64_t seed : {11, 12, 13, 14}) {
+    const Model model = relu_mlp({2, 10, 10, 3}, torch::kFloat64, seed, "square", 8);
+    auto c = model.classifier.predict(x);
+    auto axis = torch::linspace(0, 1, 1001, torch::kFloat64);
+    auto points = torch::stack(torch::meshgrid({axis, axis}, "ij"), -1).reshape({-1, 2});
+    auto logits = model.classifier.logits(points).detach();
+    std::vector<double> grid(n);
+    for (int64_t i = 0; i < n; ++i) {
+      grid[i] = nearest_misclassified(points, logits, x[i], c[i].item<int64_t>(), Norm::Linf);
+    }
+    for (const char* name : {"local-ball-shells-interval-ibp", "local-ball-shells-interval-crown",
+                             "local-ball-interval-ibp", "local-ball-interval-crown"}) {
+      BoundOptions options;
+      options.shells.shells = 4;
+      options.shells.rounds = 3;
+      options.local_ball.bisection_steps = 10;
+      auto value = make_bound(name, Norm::Linf, options)->run(model, x, c, {0, index, {}}).value;
+      options.shells.room = false;
+      options.local_ball.room = false;
+      auto without = make_bound(name, Norm::Linf, options)->run(model, x, c, {0, index, {}}).value;
+      for (int64_t i = 0; i < n; ++i) {
+        EXPECT_LE(value[i].item<double>(), grid[i] * (1 + 1e-9)) << name << " seed " << seed << " at " << x[i];
+        checked += std::isfinite(grid[i]) ? 1 : 0;
+      }
+      raised += (value > without * 1.01).any().item<bool>() ? 1 : 0;
+    }
+  }
+  EXPECT_GE(checked, 120);
+  EXPECT_GE(raised, 8);
+}
+
 // Zoo-like MLPs 20-16-16-4 on [0, 1]^20: every certified bound of the
 // registry is at most the exact value, which is at most every attack's
 // distortion. In float64 up to the solver's tolerance; in float32 (the
@@ -262,10 +306,13 @@ TEST_P(ExactSoundness, LiesBetweenTheCertifiedBoundsAndEveryAttack) {
   torch::manual_seed(6);
   const int64_t n = 6;
   // Like images: a third of the coordinates at 0, a sixth at 1 (the interval
-  // sources then count only the directions into D there).
+  // sources then count only the directions into D there), a sixth within
+  // 0.05 of 0 (the Linf shells weigh their room toward it).
   auto x = torch::rand({n, 20}, row.dtype);
   auto u = torch::rand({n, 20}, row.dtype);
-  x = torch::where(u < 1.0 / 3, torch::zeros_like(x), torch::where(u > 5.0 / 6, torch::ones_like(x), x));
+  x = torch::where(
+      u < 1.0 / 3, torch::zeros_like(x),
+      torch::where(u > 5.0 / 6, torch::ones_like(x), torch::where(u < 0.5, x * 0.05, x)));
   auto c = model.classifier.predict(x);
   auto index = torch::arange(n, torch::kInt64);
   BoundOptions options;
