@@ -231,6 +231,14 @@ TEST(CertifiedBounds, OnTheFacesOfTheSquareStayBelowTheGrid) {
           checked += std::isfinite(grid[i]) ? 1 : 0;
         }
         if (name.find("interval") != std::string::npos) {
+          // Faces against none, without the room: the Linf local ball with
+          // the room counts only radii shown whole, so at 8 bisection steps
+          // it can end up to a step (2^(20/256), 5.6%) below the ratio that
+          // the ball without faces offers at a radius not shown.
+          if (p == Norm::Linf && name.rfind("local-ball-interval", 0) == 0) {
+            options.local_ball.room = false;
+            value = make_bound(name, p, options)->run(model, x, c, {0, index, {}}).value;
+          }
           options.interval.faces = false;
           auto free = make_bound(name, p, options)->run(model, x, c, {0, index, {}}).value;
           EXPECT_TRUE((value >= free * (1 - 1e-9)).all().item<bool>()) << name << "\n" << value << free;
