@@ -118,8 +118,6 @@ class LocalBallShells : public SourcedBound {
     std::vector<torch::Tensor> radii;
     std::vector<torch::Tensor> bounds;
     ShellIntegral integral;
-    torch::Tensor last_index;
-    torch::Tensor last_grad_norm;
     auto top = at_x.r0;
     // The room radius: none in round 1 (faces only), then the last round's R*.
     torch::Tensor room_radius;
@@ -133,18 +131,16 @@ class LocalBallShells : public SourcedBound {
         radii.push_back(radius);
         bounds.push_back(found.value);
       }
-      auto last = integral.radius;
+      const ShellIntegral last = integral;
       integral = shell_integral(torch::stack(radii, 1), torch::stack(bounds, 1), at_x.g);
       if (room_radius.defined()) {
         // Adding radii only lowers the envelope, so R* cannot fall below the
         // room radius but by rounding; the last round's R* stands then.
-        auto fell = integral.radius < last;
-        integral.radius = torch::where(fell, last, integral.radius);
-        integral.index = torch::where(fell, last_index, integral.index);
-        integral.grad_norm = torch::where(fell, last_grad_norm, integral.grad_norm);
+        auto fell = integral.radius < last.radius;
+        integral.radius = torch::where(fell, last.radius, integral.radius);
+        integral.index = torch::where(fell, last.index, integral.index);
+        integral.grad_norm = torch::where(fell, last.grad_norm, integral.grad_norm);
       }
-      last_index = integral.index;
-      last_grad_norm = integral.grad_norm;
       top = integral.exhausted;
       if (room()) {
         room_radius = integral.radius.to(torch::kFloat64);

@@ -220,6 +220,21 @@ torch::Tensor box_points(const torch::Tensor& lo, const torch::Tensor& hi, int64
   return l + (h - l) * u;
 }
 
+// The box B_inf(x, eps) ∩ [0, 1]^d of each input: IBP's bounds over it and
+// 400 of its points (box_points).
+struct SampledBox {
+  PreActivationBounds bounds;
+  torch::Tensor points;
+};
+SampledBox sampled_box(const LayerList& layers, const torch::Tensor& x, double eps) {
+  auto lo = (x - eps).clamp(0, 1);
+  auto hi = (x + eps).clamp(0, 1);
+  SampledBox box;
+  box.bounds = local_ibp(layers, lo, hi);
+  box.points = box_points(lo, hi, 400);
+  return box;
+}
+
 // ---------------------------------------------------------------------------
 // Dense matrices of linear layers, by autograd: row i of J is the gradient
 // of output i, all rows in one backward over a batch of `out` copies.
@@ -422,10 +437,7 @@ TEST(IntervalJacobian, BoundsEveryGradientSampledInTheRegion) {
     auto c = run_layers(layers64, x).argmax(1);
     auto targets = other_classes(c, 4);
     for (double eps : {0.003, 0.03, 0.3, kInf}) {
-      auto lo = (x - eps).clamp(0, 1);
-      auto hi = (x + eps).clamp(0, 1);
-      auto bounds = local_ibp(net.layers, lo, hi);
-      auto z = box_points(lo, hi, 400);
+      const auto [bounds, z] = sampled_box(net.layers, x, eps);
       for (Norm q : all_norms()) {
         auto sampled = std::get<0>(margin_gradient_norms(layers64, z, c, targets, q).max(1));
         auto plain = interval_jacobian_norm(net.layers, bounds, c, targets, q, JacobianRelaxation::Interval, net.shape);
@@ -497,10 +509,7 @@ TEST(IntervalJacobian, FacesBoundEveryDirectionalRateSampledInTheRegion) {
     const auto [layers64, x, c, targets] = image_like_inputs(net, 29);
     auto faces = box_room(x, Box{0, 1});
     for (double eps : {0.03, 0.3, kInf}) {
-      auto lo = (x - eps).clamp(0, 1);
-      auto hi = (x + eps).clamp(0, 1);
-      auto bounds = local_ibp(net.layers, lo, hi);
-      auto z = box_points(lo, hi, 400);
+      const auto [bounds, z] = sampled_box(net.layers, x, eps);
       auto grads = margin_gradients(layers64, z, c, targets);  // [N, P, m, d]
       auto h = with_room(grads, faces);
       for (Norm q : all_norms()) {
@@ -537,10 +546,7 @@ TEST(IntervalJacobian, RoomWeightsBoundEveryWeightedRateSampledInTheRegion) {
       auto room = box_room(x, Box{0, 1}, rho);
       EXPECT_TRUE((room <= faces).all().item<bool>());
       EXPECT_TRUE(((room > 0) & (room < 1)).any().item<bool>());
-      auto lo = (x - eps).clamp(0, 1);
-      auto hi = (x + eps).clamp(0, 1);
-      auto bounds = local_ibp(net.layers, lo, hi);
-      auto z = box_points(lo, hi, 400);
+      const auto [bounds, z] = sampled_box(net.layers, x, eps);
       auto h = with_room(margin_gradients(layers64, z, c, targets), room);
       auto sampled = std::get<0>(lp_norm(h.flatten(0, 2), Norm::L1).view({3, -1, 3}).max(1));
       for (auto r : kRelaxations) {
