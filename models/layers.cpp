@@ -96,13 +96,21 @@ torch::Tensor ChannelAffineImpl::forward(const torch::Tensor& x) {
   return x * channel_view(scale, x) + channel_view(shift, x);
 }
 
+namespace {
+// The layer list only reads the parameters: without autograd's history the
+// bounds' tensor code records no graph through them.
+torch::Tensor detached(const torch::Tensor& t) {
+  return t.defined() ? t.detach() : t;
+}
+}  // namespace
+
 LayerList layers_of(const torch::nn::Sequential& network) {
   LayerList layers;
   std::vector<std::string> unsupported;
   for (size_t i = 0; i < network->size(); ++i) {
     const auto module = network->ptr(i);
     if (auto m = std::dynamic_pointer_cast<torch::nn::LinearImpl>(module)) {
-      layers.push_back({LayerKind::Linear, m->weight, m->bias});
+      layers.push_back({LayerKind::Linear, detached(m->weight), detached(m->bias)});
     } else if (auto m = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(module)) {
       const auto& o = m->options;
       const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
@@ -111,7 +119,7 @@ LayerList layers_of(const torch::nn::Sequential& network) {
         unsupported.push_back(fmt::format("{}: Conv2d with groups, dilation or padding mode", i));
         continue;
       }
-      Layer layer{LayerKind::Conv2d, m->weight, m->bias};
+      Layer layer{LayerKind::Conv2d, detached(m->weight), detached(m->bias)};
       layer.stride = {(*o.stride())[0], (*o.stride())[1]};
       layer.padding = {(*padding)->at(0), (*padding)->at(1)};
       layers.push_back(layer);
