@@ -296,7 +296,7 @@ void bm_bound(benchmark::State& state, Setup s, bb::Norm p, BoundCase bound_case
 // pass. Same samples, same radius (Linf 0.01, L2 0.1).
 void bm_interval_jacobian(
     benchmark::State& state, Setup s, bb::Norm p, int64_t samples, bb::JacobianRelaxation relaxation,
-    bool float64) {
+    bool float64, bool refine) {
   // float64: the backward pass as on a GPU, to weigh the CPU's float32 one.
   bb::detail::use_float32_interval_backward(!float64);
   const auto& layers = *s.model->layers;
@@ -315,7 +315,7 @@ void bm_interval_jacobian(
     baseline += batched.seconds();
     bb::Stopwatch watch(s.model->classifier.device());
     auto bound = bb::interval_jacobian_norm(
-        layers, bounds, c, targets, bb::dual(p), relaxation, s.model->classifier.spec().shape);
+        layers, bounds, c, targets, bb::dual(p), relaxation, s.model->classifier.spec().shape, {}, refine);
     benchmark::DoNotOptimize(bound.data_ptr());
     const double t = watch.seconds();
     spent += t;
@@ -526,18 +526,22 @@ int main(int argc, char** argv) {
           // The default (linear) under the name the baselines know; the plain
           // interval arithmetic and RecurJac's merging beside it.
           reg(fmt::format("interval_jacobian/{}/{}/samples:{}", name, bb::norm_name(p), bound_samples),
-              bm_interval_jacobian, p, bound_samples, bb::JacobianRelaxation::Linear, false)
+              bm_interval_jacobian, p, bound_samples, bb::JacobianRelaxation::Linear, false, false)
               ->Iterations(3);
           for (auto relaxation : {bb::JacobianRelaxation::Interval, bb::JacobianRelaxation::SignAware}) {
             reg(fmt::format("interval_jacobian_{}/{}/{}/samples:{}", bb::relaxation_name(relaxation), name,
                             bb::norm_name(p), bound_samples),
-                bm_interval_jacobian, p, bound_samples, relaxation, false)
+                bm_interval_jacobian, p, bound_samples, relaxation, false, false)
                 ->Iterations(3);
           }
           reg(fmt::format("interval_jacobian_interval_float64/{}/{}/samples:{}", name, bb::norm_name(p),
                           bound_samples),
-              bm_interval_jacobian, p, bound_samples, bb::JacobianRelaxation::Interval, true)
+              bm_interval_jacobian, p, bound_samples, bb::JacobianRelaxation::Interval, true, false)
               ->Iterations(3);
+          // interval.refine: every input coordinate through +e_k and -e_k.
+          reg(fmt::format("interval_jacobian_refined/{}/{}/samples:{}", name, bb::norm_name(p), bound_samples),
+              bm_interval_jacobian, p, bound_samples, bb::JacobianRelaxation::Linear, false, true)
+              ->Iterations(2);
           reg(fmt::format("crown_bounds/{}/{}/samples:{}", name, bb::norm_name(p), bound_samples),
               bm_crown_bounds, p, bound_samples)
               ->Iterations(2);

@@ -30,6 +30,13 @@ struct ActivationState {
   torch::Tensor du;
   torch::Tensor lo;  // [N, m, ...]
   torch::Tensor hi;
+  // The merged forms' step (see merge_coefficients), [N, m, 1, ...]: a
+  // functional's entry v becomes pos v (v >= 0) or neg v (v < 0) and adds the
+  // constant cpos v or -cneg v.
+  torch::Tensor pos;
+  torch::Tensor neg;
+  torch::Tensor cpos;
+  torch::Tensor cneg;
 };
 
 // [1, 1, ..., C, 1, ...] with C at `dim`, to scale the channel `dim` of a
@@ -276,8 +283,79 @@ struct Weights {
   std::vector<torch::Tensor> abs;
 };
 
+// The merged forms' step at an activation, for a functional entry v_i and
+// the term v_i s'_i gamma_i (s'_i in [dl, du], dl >= 0; gamma_i in [lo, hi]):
+// where s'_i is exact or the sign of gamma_i known, the matching endpoint
+// product merges (exact: du; lo >= 0: du for v >= 0, dl for v < 0; hi <= 0:
+// the reverse); where gamma_i straddles 0, recurjac takes the constant
+// max = v du hi (v >= 0) or -v du lo (v < 0), and linear the coefficient
+// v e + |v| (du - dl) c (e = dl for v >= 0, du for v < 0, c = hi / (hi - lo),
+// the relu chord's slope) with the constant -|v| (du - dl) c lo (see the
+// header). Every case is positively homogeneous in v, so one coefficient per
+// sign and neuron describes it.
+void merge_coefficients(ActivationState& s, bool linear) {
+  auto dl = s.dl.expand_as(s.lo);
+  auto du = s.du.expand_as(s.lo);
+  auto zeros = torch::zeros_like(s.lo);
+  auto exact = dl == du;
+  auto positive = s.lo >= 0;
+  auto negative = s.hi <= 0;
+  torch::Tensor pos_unknown = zeros;
+  torch::Tensor neg_unknown = zeros;
+  torch::Tensor cpos_unknown = du * s.hi;
+  torch::Tensor cneg_unknown = -du * s.lo;
+  if (linear) {
+    auto spread = (du - dl) * (s.hi / (s.hi - s.lo));  // NaN only where the sign is known
+    pos_unknown = dl + spread;
+    neg_unknown = du - spread;
+    cpos_unknown = -spread * s.lo;
+    cneg_unknown = cpos_unknown;
+  }
+  auto pick = [&](const torch::Tensor& if_exact, const torch::Tensor& if_positive,
+                  const torch::Tensor& if_negative, const torch::Tensor& if_unknown) {
+    return torch::where(
+               exact, if_exact,
+               torch::where(positive, if_positive, torch::where(negative, if_negative, if_unknown)))
+        .unsqueeze(2);
+  };
+  s.pos = pick(du, du, dl, pos_unknown);
+  s.neg = pick(du, dl, du, neg_unknown);
+  s.cpos = pick(zeros, zeros, zeros, cpos_unknown);
+  s.cneg = pick(zeros, zeros, zeros, cneg_unknown);
+}
+
+// One affine layer of a functional's forward walk: v ([A, B, F, ...the
+// layer's input]) mapped by the layer's linear part (no bias: these are
+// functionals of the gradient).
+torch::Tensor functional_affine(
+    const torch::Tensor& v,
+    const Layer& layer,
+    const torch::Tensor& weight,
+    const std::vector<int64_t>& in_shape,
+    const std::vector<int64_t>& out_shape) {
+  const int64_t a = v.size(0);
+  const int64_t b = v.size(1);
+  const int64_t f = v.size(2);
+  switch (layer.kind) {
+    case LayerKind::Linear:
+      return v.matmul(weight.t());
+    case LayerKind::Conv2d:
+      return F::conv2d(
+                 v.reshape(with_prefix({a * b * f}, in_shape)), weight,
+                 F::Conv2dFuncOptions().stride(layer.stride).padding(layer.padding))
+          .reshape(with_prefix({a, b, f}, out_shape));
+    case LayerKind::ChannelAffine:
+      return v * channel_view(weight, v.dim(), 3);
+    case LayerKind::Flatten:
+      return v.reshape({a, b, f, -1});
+    default:
+      BB_ASSERT(false, "{} is not affine", layer.describe());
+  }
+}
+
 // Upper bounds on v . gamma_0 over the region for the functionals V
-// [N, m, F, ...input shape] (see the header): [N, m, F].
+// [N, m, F, ...input of layer `begin`], walked forward from layer `begin`
+// (the layers before it already applied; see the header): [N, m, F].
 torch::Tensor functional_upper(
     torch::Tensor v,
     const LayerList& layers,
@@ -285,69 +363,36 @@ torch::Tensor functional_upper(
     const std::vector<std::vector<int64_t>>& shapes,
     const std::map<int64_t, ActivationState>& states,
     const torch::Tensor& delta,
-    bool linear) {
+    size_t begin = 0) {
   const int64_t n = v.size(0);
   const int64_t m = v.size(1);
   const int64_t f = v.size(2);
   auto constant = torch::zeros({n, m, f}, v.options());
-  for (size_t i = 0; i < layers.size(); ++i) {
+  for (size_t i = begin; i < layers.size(); ++i) {
     const Layer& layer = layers[i];
-    const auto& out_shape = shapes[i + 1];
-    switch (layer.kind) {
-      case LayerKind::Linear:
-        v = v.matmul(weights.w[i].t());
-        break;
-      case LayerKind::Conv2d:
-        v = F::conv2d(
-                v.reshape(with_prefix({n * m * f}, shapes[i])),
-                weights.w[i],
-                F::Conv2dFuncOptions().stride(layer.stride).padding(layer.padding))
-                .reshape(with_prefix({n, m, f}, out_shape));
-        break;
-      case LayerKind::ChannelAffine:
-        v = v * channel_view(weights.w[i], v.dim(), 3);
-        break;
-      case LayerKind::Flatten:
-        v = v.reshape({n, m, f, -1});
-        break;
-      case LayerKind::ReLU:
-      case LayerKind::Softplus:
-      case LayerKind::Tanh: {
-        const auto& s = states.at(static_cast<int64_t>(i));
-        auto dl = s.dl.unsqueeze(2);
-        auto du = s.du.unsqueeze(2);
-        auto lo = s.lo.unsqueeze(2);
-        auto hi = s.hi.unsqueeze(2);
-        auto vdl = v * dl;
-        auto vdu = v * du;
-        auto exact = (dl == du).expand_as(v);
-        auto positive = (lo >= 0).expand_as(v);
-        auto negative = (hi <= 0).expand_as(v);
-        auto zeros = torch::zeros_like(v);
-        auto merged = torch::where(
-            exact, vdu,
-            torch::where(
-                positive, torch::max(vdl, vdu),
-                torch::where(negative, torch::min(vdl, vdu), zeros)));
-        auto unknown = ~(exact | positive | negative);
-        if (linear) {
-          // v s' gamma <= v e gamma + |v| (b - a) chord(gamma) (see the header).
-          auto chord = hi / (hi - lo);  // the relu chord's slope; NaN only where known
-          auto spread = v.abs() * (du - dl);
-          auto coefficient = torch::where(v >= 0, vdl, vdu) + spread * chord;
-          constant += torch::where(unknown, -spread * chord * lo, zeros).reshape({n, m, f, -1}).sum(3);
-          v = torch::where(unknown, coefficient, merged);
-        } else {
-          auto worst = torch::max(
-              torch::max(vdl * lo, vdl * hi), torch::max(vdu * lo, vdu * hi));
-          constant += torch::where(unknown, worst, zeros).reshape({n, m, f, -1}).sum(3);
-          v = merged;
-        }
-        break;
-      }
+    if (!is_activation(layer.kind)) {
+      v = functional_affine(v, layer, weights.w[i], shapes[i], shapes[i + 1]);
+      continue;
     }
+    const auto& s = states.at(static_cast<int64_t>(i));
+    auto vp = v.clamp_min(0);
+    auto vn = v.clamp_max(0);
+    auto flat = [&](const torch::Tensor& t) { return t.reshape({t.size(0), t.size(1), t.size(2), -1}); };
+    // The constants as batched products: [N, m, F, K] x [N, m, K, 1].
+    constant += flat(vp).matmul(flat(s.cpos).transpose(2, 3)).squeeze(3) -
+                flat(vn).matmul(flat(s.cneg).transpose(2, 3)).squeeze(3);
+    v = vp * s.pos + vn * s.neg;
   }
   return constant + (v * delta.unsqueeze(2)).sum(3);
+}
+
+// The most functionals of one pass with `rows` rows of width `widest`.
+int64_t functional_chunk(int64_t rows, const std::vector<std::vector<int64_t>>& shapes) {
+  int64_t widest = 1;
+  for (const auto& shape : shapes) {
+    widest = std::max(widest, numel_of(shape));
+  }
+  return std::max<int64_t>(1, kChunkElements / (rows * widest));
 }
 
 // Runs functional_upper over chunks of the F functionals.
@@ -357,21 +402,50 @@ torch::Tensor functional_upper_chunked(
     const Weights& weights,
     const std::vector<std::vector<int64_t>>& shapes,
     const std::map<int64_t, ActivationState>& states,
-    const torch::Tensor& delta,
-    bool linear) {
-  int64_t widest = 1;
-  for (const auto& shape : shapes) {
-    widest = std::max(widest, numel_of(shape));
-  }
-  const int64_t rows = v.size(0) * v.size(1);
-  const int64_t chunk = std::max<int64_t>(1, kChunkElements / (rows * widest));
+    const torch::Tensor& delta) {
+  const int64_t chunk = functional_chunk(v.size(0) * v.size(1), shapes);
   std::vector<torch::Tensor> parts;
   for (int64_t start = 0; start < v.size(2); start += chunk) {
     const int64_t length = std::min(chunk, v.size(2) - start);
-    parts.push_back(
-        functional_upper(v.narrow(2, start, length), layers, weights, shapes, states, delta, linear));
+    parts.push_back(functional_upper(v.narrow(2, start, length), layers, weights, shapes, states, delta));
   }
   return torch::cat(parts, 2);
+}
+
+// Upper bounds on gamma_k and -gamma_k for every input coordinate k through
+// the functionals +e_k and -e_k: [N, m, 2, d]. The unit functionals share
+// their walk up to the first activation (the same for every row), so that
+// part runs once per chunk on [1, 1, F] and is then broadcast.
+torch::Tensor coordinate_upper(
+    int64_t n,
+    int64_t m,
+    int64_t d,
+    const std::vector<int64_t>& input_shape,
+    const LayerList& layers,
+    const Weights& weights,
+    const std::vector<std::vector<int64_t>>& shapes,
+    const std::map<int64_t, ActivationState>& states,
+    const torch::Tensor& delta) {
+  const auto first = static_cast<size_t>(states.begin()->first);
+  const int64_t chunk = std::max<int64_t>(1, functional_chunk(n * m, shapes) / 2);
+  auto eye = torch::eye(d, delta.options());
+  std::vector<torch::Tensor> up;
+  std::vector<torch::Tensor> down;
+  for (int64_t start = 0; start < d; start += chunk) {
+    const int64_t length = std::min(chunk, d - start);
+    auto v = eye.narrow(0, start, length).reshape(with_prefix({1, 1, length}, input_shape));
+    for (size_t i = 0; i < first; ++i) {
+      v = functional_affine(v, layers[i], weights.w[i], shapes[i], shapes[i + 1]);
+    }
+    auto both = torch::cat({v, -v}, 2);
+    auto sizes = both.sizes().vec();
+    sizes[0] = n;
+    sizes[1] = m;
+    auto upper = functional_upper(both.expand(sizes), layers, weights, shapes, states, delta, first);
+    up.push_back(upper.narrow(2, 0, length));
+    down.push_back(upper.narrow(2, length, length));
+  }
+  return torch::stack({torch::cat(up, 2), torch::cat(down, 2)}, 2);
 }
 
 }  // namespace
@@ -443,10 +517,15 @@ torch::Tensor interval_jacobian_norm(
     Norm q,
     JacobianRelaxation relaxation,
     const std::vector<int64_t>& input_shape,
-    const torch::Tensor& room) {
+    const torch::Tensor& room,
+    bool refine) {
   BB_CHECK(!layers.empty(), "interval Jacobian: empty layer chain");
   const bool sign_aware = relaxation != JacobianRelaxation::Interval;
   const bool linear = relaxation == JacobianRelaxation::Linear;
+  BB_CHECK(
+      !refine || sign_aware,
+      "interval Jacobian: refining every coordinate needs the merged forms (recurjac or linear), not {}",
+      relaxation_name(relaxation));
   BB_CHECK(
       bounds.layer.size() == bounds.lower.size() && bounds.layer.size() == bounds.upper.size(),
       "interval Jacobian: pre-activation bounds with {} layers, {} lower and {} upper tensors",
@@ -531,7 +610,8 @@ torch::Tensor interval_jacobian_norm(
         "interval Jacobian: bounds of layer {} ({}) have a lower bound above the upper one (or NaN)",
         index, layers[index].describe());
     auto [dl, du] = derivative_interval(layers[index], torch::min(l, u), torch::max(l, u));
-    states[index] = {dl.unsqueeze(1), du.unsqueeze(1), {}, {}};
+    states[index].dl = dl.unsqueeze(1);
+    states[index].du = du.unsqueeze(1);
   }
 
   // Backward: rows [N, m, ...] in centre/radius form; rad undefined = 0.
@@ -630,6 +710,7 @@ torch::Tensor interval_jacobian_norm(
           if (sign_aware) {
             s.lo = lo.to(f64);
             s.hi = hi.to(f64);
+            merge_coefficients(s, linear);
           }
           break;
         }
@@ -638,6 +719,7 @@ torch::Tensor interval_jacobian_norm(
         if (sign_aware) {
           s.lo = lo;
           s.hi = hi;
+          merge_coefficients(s, linear);
         }
         auto [new_lo, new_hi] = interval_product(lo, hi, s.dl, s.du);
         mid = (new_lo + new_hi) * 0.5;
@@ -694,6 +776,20 @@ torch::Tensor interval_jacobian_norm(
   auto as_input = [&](const torch::Tensor& v) {  // [N, m, F, d] -> [N, m, F, ...input]
     return v.reshape(with_prefix({n, m, v.size(2)}, shape));
   };
+  if (refine) {
+    // Every coordinate on its own through +e_k and -e_k (see the header).
+    auto bound = coordinate_upper(n, m, d, shape, layers, weights, shapes, states, delta);
+    hi = torch::min(hi, bound.select(2, 0));
+    lo = torch::max(lo, -bound.select(2, 1));
+    lo = torch::min(lo, hi);  // both bounds hold: only rounding could cross them
+    magnitude = room_down.defined()
+        ? torch::max(room_down * hi.clamp_min(0), room_up * (-lo).clamp_min(0))
+        : torch::max(lo.abs(), hi.abs());
+    plain = torch::min(plain, lp_norm(magnitude.reshape({n * m, -1}), q).view({n, m}));
+    if (q == Norm::Linf) {
+      return plain;
+    }
+  }
   if (q == Norm::L1 || q == Norm::L2) {
     // s_k: the sign of the larger side of [lo_k, hi_k]; the smaller side
     // (0 where the sign is known) is what the sign can be wrong by.
@@ -745,7 +841,7 @@ torch::Tensor interval_jacobian_norm(
       wrong = offset * 0.5;  // the penalty below doubles it
     }
     auto merged =
-        functional_upper_chunked(as_input(v), layers, weights, shapes, states, delta, linear)
+        functional_upper_chunked(as_input(v), layers, weights, shapes, states, delta)
             .clamp_min(0);
     auto share = q == Norm::L1 ? magnitude : magnitude.square();  // m_k or m_k^2
     auto known_sum = torch::where(known, share, zeros).sum(2);
@@ -768,7 +864,7 @@ torch::Tensor interval_jacobian_norm(
   auto unit = torch::ones({n, m, top, 1}, magnitude.options());
   v.narrow(2, 0, top).scatter_(3, index.unsqueeze(3), unit);
   v.narrow(2, top, top).scatter_(3, index.unsqueeze(3), -unit);
-  auto upper = functional_upper_chunked(as_input(v), layers, weights, shapes, states, delta, linear);
+  auto upper = functional_upper_chunked(as_input(v), layers, weights, shapes, states, delta);
   auto up = upper.narrow(2, 0, top);     // max gamma_k
   auto down = upper.narrow(2, top, top);  // max -gamma_k
   auto largest = torch::max(up, down);

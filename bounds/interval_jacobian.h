@@ -78,6 +78,24 @@
 // neuron; that is out of reach for convolutional layers and is not done, so
 // the signs come from the plain pass.
 //
+// refine (every coordinate on its own): the norms above start from the plain
+// pass's interval [lo_k, hi_k] of each input coordinate, which treats the
+// entries of each upstream gradient as independent. With refine, the upper
+// bounds of the functionals +e_k and -e_k (the merged forms, as for q = inf's
+// top coordinates) tighten every coordinate's interval first, for every q:
+// both are upper bounds over the region, so the intersection holds, and
+// each norm form above only gets tighter with a narrower interval. The unit
+// functionals share their walk up to the first activation (the layers'
+// linear parts applied to the identity once per chunk), then go on as
+// [N, m, 2d] functionals: 2d walks per margin through the layers after the
+// first activation (on the MNIST MLP the 512 x 512 product dominates, and
+// the CROWN shells cost about 10 times as much; see the README), too much
+// for convolutional inputs of thousands of coordinates. For q = inf the bound is then the
+// largest refined coordinate. RecurJac re-bounds the intermediate layers'
+// intervals this way too; here only the input's are, and on an MLP with two
+// hidden layers the intermediate ones are exact per coordinate already (the
+// upstream gradient there has met only one layer of derivative intervals).
+//
 // Room toward the faces of D (the `room` argument, from box_room). Every
 // formula uses the gradient norm to bound how fast g_j can fall along a path
 // from the centre x inside D (g_j(x + delta) >= g_j(x) - G ||delta||_p). Such
@@ -153,7 +171,9 @@ std::pair<torch::Tensor, torch::Tensor> derivative_interval(
 // across a strided convolution before the first activation: then a
 // bb::Error asks for it). `room` (optional, [N, 2, ...input], from box_room)
 // weighs each coordinate's two signs by the room a path from the centre has
-// (see above). Runs on the device of the layers' weights.
+// (see above). `refine` bounds every input coordinate on its own first (see
+// above; needs a merged relaxation, else a bb::Error). Runs on the device of
+// the layers' weights.
 torch::Tensor interval_jacobian_norm(
     const LayerList& layers,
     const PreActivationBounds& bounds,
@@ -162,7 +182,8 @@ torch::Tensor interval_jacobian_norm(
     Norm q,
     JacobianRelaxation relaxation,
     const std::vector<int64_t>& input_shape = {},
-    const torch::Tensor& room = {});
+    const torch::Tensor& room = {},
+    bool refine = false);
 
 namespace detail {
 // The float32 backward pass with outward rounding on the CPU (default on);

@@ -40,7 +40,11 @@ class IntervalSource : public LayerChainSource {
   std::string name() const override {
     BoundOptions all;
     all.interval = options_;
-    return fmt::format("interval-{}({})", crown_ ? "crown" : "ibp", describe_options(all, {"interval.backward", "interval.faces"}));
+    std::vector<std::string> keys = {"interval.backward", "interval.faces"};
+    if (options_.refine) {
+      keys.push_back("interval.refine");  // only when on: names from before it stay
+    }
+    return fmt::format("interval-{}({})", crown_ ? "crown" : "ibp", describe_options(all, keys));
   }
 
   bool weighs_room() const override { return options_.faces; }
@@ -56,7 +60,8 @@ class IntervalSource : public LayerChainSource {
         layers, bounds, request.c, request.targets, dual(region.norm()),
         parse_relaxation(options_.backward, "interval.backward"),
         model.classifier.spec().shape,
-        options_.faces ? box_room(region.center(), region.box(), request.room_radius) : torch::Tensor());
+        options_.faces ? box_room(region.center(), region.box(), request.room_radius) : torch::Tensor(),
+        options_.refine);
     result.gradients = torch::zeros({request.c.size(0)}, request.c.options().dtype(torch::kInt64));
     result.seconds = watch.seconds();
     return result;

@@ -28,6 +28,7 @@ std::vector<OptionField> option_fields(BoundOptions& o) {
       {"theorem1.cache_dir", "Theorem 1: keep G_j(D) on disk in this folder", &o.theorem1.cache_dir},
       {"interval.backward", "interval Jacobian: interval, recurjac (sign-aware merging) or linear (plus Shi et al.'s relaxation)", &o.interval.backward},
       {"interval.faces", "interval Jacobian: where x sits on a face of D, count only the directions into D (true or false)", &o.interval.faces},
+      {"interval.refine", "interval Jacobian, merged forms: bound each input coordinate of the gradient through +e_k and -e_k (true or false; 2 d functional passes)", &o.interval.refine},
       {"shells.shells", "local-ball shells: shells (radii) per round of the integral's grid", &o.shells.shells},
       {"shells.rounds", "local-ball shells: rounds refining the grid below the radius where it failed", &o.shells.rounds},
       {"shells.room", "local-ball shells, Linf: from round 2, weigh each coordinate by its room toward D's faces at the last radius (true or false)", &o.shells.room},
@@ -170,6 +171,9 @@ void validate(const BoundOptions& o) {
           o.interval.backward == "linear",
       "--interval.backward: unknown '{}' (valid: interval, recurjac, linear)",
       o.interval.backward);
+  BB_CHECK(
+      !o.interval.refine || o.interval.backward != "interval",
+      "--interval.refine: needs --interval.backward recurjac or linear, not interval");
   positive(o.shells.shells, "shells.shells");
   positive(o.shells.rounds, "shells.rounds");
   non_negative(o.crown_radius.bisection_steps, "crown_radius.bisection_steps");

@@ -64,6 +64,12 @@ struct IntervalOptions {
   // into D can use (bounds/interval_jacobian.h): sound, and much tighter on
   // images with saturated pixels. Off: the plain max ||grad g_j||_q.
   bool faces = true;
+  // With the merged forms, bound every input coordinate of the gradient on
+  // its own through the functionals +e_k and -e_k (2 d forward passes of the
+  // functionals per margin, d the input size) and use those intervals for the
+  // norms' chords (bounds/interval_jacobian.h): much tighter, and about as
+  // costly as d/2 backward passes; meant for MLPs.
+  bool refine = false;
 };
 // Local ball by shell integration: `shells` radii per round, equally spaced
 // up to R0 in the first round and up to the radius where the budget ran out

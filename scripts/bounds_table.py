@@ -4,7 +4,8 @@
 usage: scripts/bounds_table.py [--versus BOUND] results/bounds/*.jsonl
 Per (model, norm, bound): samples, median / p10 / p90 of bound / smallest
 attack distortion (samples an attack broke), estimated bounds above it,
-median bound, seconds and gradient evaluations per sample. With --versus
+median bound, seconds and gradient evaluations per sample (a method run
+with interval.refine on is its own row). With --versus
 BOUND, one more column: the median (min, max) over samples of this bound
 divided by BOUND's value on the same sample (same model and norm), e.g.
 --versus hein-one-layer.
@@ -44,7 +45,12 @@ def main(args):
                         where = (row["model"], row["norm"], row["sample"])
                         reference[where] = min(reference.get(where, float("inf")), row["value"])
                     continue
-                key = (row["model"], row["norm"], row["bound"] if "bound" in row else row["method"])
+                label = row["bound"] if "bound" in row else row["method"]
+                # The same method with every input coordinate refined
+                # (configs/certified-mlp-refined.ini) gets its own row.
+                if "interval.refine=true" in row.get("name", ""):
+                    label += " interval.refine"
+                key = (row["model"], row["norm"], label)
                 groups.setdefault(key, []).append(row)
     for rows in groups.values():
         for row in rows:

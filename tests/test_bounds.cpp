@@ -396,6 +396,17 @@ TEST(Bounds, RefusesBadNamesAndOptions) {
     set_option(bad, key, "0");
     testing::expect_error([&] { make_bound("lipschitz-sampled", Norm::L2, bad); }, {std::string("--") + key});
   }
+  {
+    BoundOptions refine;
+    set_option(refine, "interval.refine", "true");
+    EXPECT_NE(make_bound("local-ball-shells-interval-crown", Norm::Linf, refine)->name().find("interval.refine=true"),
+              std::string::npos);
+    EXPECT_EQ(make_bound("local-ball-shells-interval-crown", Norm::Linf, BoundOptions{})->name().find("interval.refine"),
+              std::string::npos);
+    set_option(refine, "interval.backward", "interval");
+    testing::expect_error([&] { make_bound("local-ball-interval-crown", Norm::L2, refine); },
+                          {"--interval.refine", "--interval.backward"});
+  }
   set_option(options, "clever.batches", "64");
   EXPECT_EQ(options.clever.batches, 64);
   EXPECT_EQ(option_text(options, "clever.batches"), "64");
