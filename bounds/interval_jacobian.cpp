@@ -762,9 +762,19 @@ torch::Tensor interval_jacobian_norm(
     }
     room_down = weights.select(1, 0);
     room_up = weights.select(1, 1);
-    magnitude = torch::max(room_down * hi.clamp_min(0), room_up * (-lo).clamp_min(0));
   }
-  auto plain = lp_norm(magnitude.reshape({n * m, -1}), q).view({n, m});
+  // The largest h_k (with the room) or |gamma_k| over [lo_k, hi_k].
+  auto magnitude_of = [&](const torch::Tensor& l, const torch::Tensor& h) {
+    return room_down.defined() ? torch::max(room_down * h.clamp_min(0), room_up * (-l).clamp_min(0))
+                               : torch::max(l.abs(), h.abs());
+  };
+  auto norm_of = [&](const torch::Tensor& magnitudes) {  // [N, m, d] -> [N, m]
+    return lp_norm(magnitudes.reshape({n * m, -1}), q).view({n, m});
+  };
+  if (room_down.defined()) {
+    magnitude = magnitude_of(lo, hi);
+  }
+  auto plain = norm_of(magnitude);
   if (!sign_aware || states.empty()) {
     return plain;
   }
@@ -782,10 +792,8 @@ torch::Tensor interval_jacobian_norm(
     hi = torch::min(hi, bound.select(2, 0));
     lo = torch::max(lo, -bound.select(2, 1));
     lo = torch::min(lo, hi);  // both bounds hold: only rounding could cross them
-    magnitude = room_down.defined()
-        ? torch::max(room_down * hi.clamp_min(0), room_up * (-lo).clamp_min(0))
-        : torch::max(lo.abs(), hi.abs());
-    plain = torch::min(plain, lp_norm(magnitude.reshape({n * m, -1}), q).view({n, m}));
+    magnitude = magnitude_of(lo, hi);
+    plain = torch::min(plain, norm_of(magnitude));
     if (q == Norm::Linf) {
       return plain;
     }
